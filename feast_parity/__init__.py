@@ -1,0 +1,29 @@
+"""feast-parity: training/serving parity and freshness monitoring for Feast.
+
+Register ``provider: feast_parity.ParityProvider`` and a ``parity:`` block in
+``feature_store.yaml``; see the README.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["ParityProvider", "read_samples", "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from feast_parity.plugin.provider import ParityProvider
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `import feast_parity.parity` never pulls Feast in.
+    if name == "ParityProvider":
+        from feast_parity.plugin.provider import ParityProvider
+
+        return ParityProvider
+    if name == "read_samples":
+        from feast_parity.parity.samplelog import read_samples
+
+        return read_samples
+    raise AttributeError(f"module 'feast_parity' has no attribute {name!r}")

@@ -1,0 +1,387 @@
+"""The parity report: findings and severities from comparison results, JSON/text/HTML output.
+
+The JSON shape is the contract of DESIGN.md (schema_version 1); fields are only ever added.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from feast_parity.parity.compare import type_family
+from feast_parity.parity.freshness import format_duration, freshness_status
+from feast_parity.parity.stats import severity_for_psi
+
+SCHEMA_VERSION = 1
+SEVERITY_RANK = {"fail": 3, "warn": 2, "insufficient_data": 1, "ok": 0}
+FINDING_KINDS = (
+    "value_mismatch",
+    "stale_serving",
+    "silent_default",
+    "schema_divergence",
+    "distribution_drift",
+    "freshness_slo",
+)
+LAG_EDGES = [0, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400]
+
+
+def run_id_for(project: str, start: datetime, end: datetime) -> str:
+    """Deterministic per (project, window): re-running a window replaces its stored run.
+
+    >>> a = datetime(2026, 1, 1, tzinfo=timezone.utc); b = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    >>> run_id_for("p", a, b) == run_id_for("p", a, b), run_id_for("p", a, b) == run_id_for("q", a, b)
+    (True, False)
+    """
+    key = f"{project}|{start.isoformat()}|{end.isoformat()}".encode()
+    return f"{xxhash.xxh3_64_intdigest(key):016x}"
+
+
+def _level(rate: float | None, warn: float, fail: float) -> str | None:
+    if rate is None:
+        return None
+    if rate >= fail:
+        return "fail"
+    if rate >= warn:
+        return "warn"
+    return None
+
+
+def _worst(severities: Sequence[str]) -> str:
+    return max(severities, key=lambda s: SEVERITY_RANK[s]) if severities else "ok"
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def _schema(result: Mapping[str, Any]) -> dict[str, Any]:
+    declared = result.get("declared")
+    online = result.get("online_type")
+    offline = result.get("offline_type")
+    families = {type_family(t) for t in (declared, online, offline) if type_family(t) is not None}
+    at_serving = set(result.get("declared_at_serving") or [])
+    diverged = (
+        len(families) > 1
+        or result.get("missing_offline", False)
+        or declared is None
+        or bool(at_serving - {declared})
+    )
+    return {"declared": declared, "online": online, "offline": offline, "diverged": diverged,
+            "declared_at_serving": sorted(at_serving)}
+
+
+def feature_findings(result: Mapping[str, Any], thresholds: Any) -> tuple[str, list[dict]]:
+    """Findings of one feature and its status (worst severity, or insufficient_data)."""
+    feature = result["feature"]
+    findings: list[dict[str, Any]] = []
+    schema = result["schema"]
+    if schema["diverged"]:
+        if result.get("missing_offline") or schema["declared"] is None:
+            message = "served, but no longer declared in the registry"
+        elif set(schema["declared_at_serving"]) - {schema["declared"]}:
+            message = (f"declared {schema['declared']} now, served as declared "
+                       f"{', '.join(schema['declared_at_serving'])}")
+        else:
+            message = (f"declared {schema['declared']}, served as {schema['online']}, "
+                       f"offline column {schema['offline']}")
+        findings.append({"kind": "schema_divergence", "feature": feature, "severity": "fail",
+                         "message": message, "evidence": dict(schema)})
+    # Rates need rows with something offline to compare against; an offline store that
+    # answered nothing leaves the feature insufficient_data, never ok.
+    enough_rows = (result["rows"] >= thresholds.min_compared
+                   and result.get("offline_rows", 0) >= thresholds.min_compared)
+    enough_compared = result["compared"] >= thresholds.min_compared
+    if enough_compared:
+        level = _level(result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail)
+        if level:
+            findings.append({
+                "kind": "value_mismatch", "feature": feature, "severity": level,
+                "message": (f"{_pct(result['mismatch_rate'])} of {result['compared']} served "
+                            "values differ from the offline value at the same event time"),
+                "evidence": {"mismatches": result["mismatches"], "compared": result["compared"],
+                             "examples": result.get("mismatch_examples", [])},
+            })
+    if enough_rows:
+        level = _level(result["stale_rate"], thresholds.stale_warn, thresholds.stale_fail)
+        if level:
+            lag = result.get("stale_lag_seconds") or {}
+            findings.append({
+                "kind": "stale_serving", "feature": feature, "severity": level,
+                "message": (f"{_pct(result['stale_rate'])} of rows served an older row than "
+                            f"offline had at request time; lag p50 {format_duration(lag.get('p50'))}"),
+                "evidence": {"lag_seconds": lag},
+            })
+        level = _level(result["silent_default_rate"], thresholds.silent_default_warn,
+                       thresholds.silent_default_fail)
+        if level:
+            fills = result.get("fill_values") or []
+            seen = ", ".join(repr(v) for v in fills) if fills else "null / NOT_FOUND"
+            findings.append({
+                "kind": "silent_default", "feature": feature, "severity": level,
+                "message": (f"{_pct(result['silent_default_rate'])} of rows served a default "
+                            f"({seen}) where offline has a real value"),
+                "evidence": {"fill_values": fills, "silent_defaults": result["silent_defaults"],
+                             "online_null_rate": result["online_null_rate"]},
+            })
+    psi = result.get("psi")
+    hist = result.get("histogram") or {}
+    drift_rows = min(sum(hist.get("online", [])), sum(hist.get("offline", []))) if hist else 0
+    if psi is not None and drift_rows >= thresholds.min_compared:
+        level = severity_for_psi(psi, thresholds.psi_warn, thresholds.psi_fail)
+        if level in ("warn", "fail"):
+            findings.append({
+                "kind": "distribution_drift", "feature": feature, "severity": level,
+                "message": (f"served vs offline PSI {psi:.3f}"
+                            + (f", KS D {result['ks_statistic']:.3f}"
+                               if result.get("ks_statistic") is not None else "")),
+                "evidence": {"psi": psi, "ks_statistic": result.get("ks_statistic"),
+                             "ks_pvalue": result.get("ks_pvalue")},
+            })
+    severities = [f["severity"] for f in findings]
+    if severities:
+        status = _worst(severities)
+    elif not enough_rows:
+        status = "insufficient_data"
+    else:
+        status = "ok"
+    return status, findings
+
+
+def view_findings(view: Mapping[str, Any]) -> tuple[str, list[dict]]:
+    status, ratio = freshness_status(
+        view.get("slo_seconds"), (view.get("served_lag_seconds") or {}).get("p95"),
+        view.get("materialization_lag_seconds"), view.get("source_lag_seconds"),
+    )
+    if status == "ok":
+        return status, []
+    lags = {
+        "served p95": (view.get("served_lag_seconds") or {}).get("p95"),
+        "materialization": view.get("materialization_lag_seconds"),
+        "source": view.get("source_lag_seconds"),
+    }
+    worst_name = max(lags, key=lambda k: lags[k] or 0.0)
+    message = (f"{worst_name} lag {format_duration(lags[worst_name])} over the "
+               f"{format_duration(view.get('slo_seconds'))} SLO ({view.get('slo_source')})")
+    return status, [{"kind": "freshness_slo", "feature_view": view["feature_view"],
+                     "severity": status, "message": message,
+                     "evidence": {**lags, "slo_seconds": view.get("slo_seconds"),
+                                  "over_ratio": ratio}}]
+
+
+def _lag_histogram(lags: Sequence[float]) -> dict[str, Any]:
+    edges = np.asarray(LAG_EDGES, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(edges, np.asarray(lags, dtype=np.float64), side="right"),
+                         minlength=len(edges) + 1)
+    labels = ["<0"] + [f">={format_duration(e)}" for e in edges]
+    return {"labels": labels, "counts": counts.tolist()}
+
+
+def build_report(
+    *,
+    window: tuple[datetime, datetime],
+    samples: int,
+    features: Sequence[Mapping[str, Any]],
+    views: Sequence[Mapping[str, Any]],
+    thresholds: Any,
+    project: str,
+    deleted_views: Mapping[str, int] | None = None,
+    notes: Sequence[str] = (),
+    timings: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Assemble the schema-1 report; findings sorted worst first."""
+    start, end = window
+    feature_rows: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    for result in features:
+        row = dict(result)
+        row["schema"] = _schema(result)
+        status, found = feature_findings(row, thresholds)
+        row["status"] = status
+        for key in ("declared", "online_type", "offline_type", "declared_at_serving",
+                    "missing_offline"):
+            row.pop(key, None)
+        feature_rows.append(row)
+        findings.extend(found)
+    view_rows = []
+    for view in views:
+        row = dict(view)
+        row["served_lag_histogram"] = _lag_histogram(row.pop("served_lag_sample", []))
+        status, found = view_findings(row)
+        row["status"] = status
+        view_rows.append(row)
+        findings.extend(found)
+    findings.sort(key=lambda f: (-SEVERITY_RANK[f["severity"]], f["kind"],
+                                 f.get("feature") or f.get("feature_view") or ""))
+    worst = _worst([f["severity"] for f in findings])
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id_for(project, start, end),
+        "project": project,
+        "generated_at": datetime.now(timezone.utc).isoformat(),
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        "samples": samples,
+        "status": worst if worst in ("fail", "warn") else "ok",
+        "features": feature_rows,
+        "feature_views": view_rows,
+        "findings": findings,
+        "deleted_feature_views": dict(deleted_views or {}),
+        "notes": list(notes),
+        "timings": dict(timings or {}),
+    }
+
+
+def exit_code(report: Mapping[str, Any]) -> int:
+    """0 when no finding has severity fail, 1 when one has (DESIGN.md)."""
+    return 1 if any(f["severity"] == "fail" for f in report["findings"]) else 0
+
+
+def to_json(report: Mapping[str, Any]) -> str:
+    return json.dumps(report, indent=2, default=str, allow_nan=False)
+
+
+def render_text(report: Mapping[str, Any]) -> str:
+    """The terminal summary: one line per finding, worst first, then per-feature and per-view."""
+    lines = [
+        f"feast-parity check  project {report['project']}  run {report['run_id']}",
+        f"window {report['window']['start']} .. {report['window']['end']}  "
+        f"samples {report['samples']:,}",
+        "",
+    ]
+    findings = report["findings"]
+    if findings:
+        lines.append(f"{len(findings)} finding(s), worst first:")
+        for f in findings:
+            target = f.get("feature") or f.get("feature_view")
+            lines.append(f"  {f['severity'].upper():5} {f['kind']:19} {target}: {f['message']}")
+    else:
+        lines.append("no findings: served values match the offline store")
+    lines.append("")
+    lines.append(f"{'feature':40} {'status':17} {'compared':>8} {'mismatch':>8} {'stale':>7} "
+                 f"{'default':>7} {'psi':>6}")
+    for row in sorted(report["features"], key=lambda r: (-SEVERITY_RANK[r["status"]],
+                                                          r["feature"])):
+        psi = "-" if row.get("psi") is None else f"{row['psi']:.3f}"
+        lines.append(
+            f"{row['feature'][:40]:40} {row['status']:17} {row['compared']:>8} "
+            f"{_pct(row['mismatch_rate']):>8} {_pct(row['stale_rate']):>7} "
+            f"{_pct(row['silent_default_rate']):>7} {psi:>6}"
+        )
+    if report["feature_views"]:
+        lines.append("")
+        lines.append(f"{'feature view':24} {'status':7} {'served p50/p95/p99':>24} "
+                     f"{'materialized':>12} {'source':>8} {'SLO':>6}")
+        for view in report["feature_views"]:
+            lag = view["served_lag_seconds"]
+            served = "/".join(format_duration(lag.get(p)) for p in ("p50", "p95", "p99"))
+            lines.append(
+                f"{view['feature_view'][:24]:24} {view['status']:7} {served:>24} "
+                f"{format_duration(view.get('materialization_lag_seconds')):>12} "
+                f"{format_duration(view.get('source_lag_seconds')):>8} "
+                f"{format_duration(view.get('slo_seconds')):>6}"
+            )
+    for note in report.get("notes", []):
+        lines.append(f"note: {note}")
+    lines.append("")
+    lines.append(f"result: {report['status'].upper()} (exit {exit_code(report)})")
+    return "\n".join(lines)
+
+
+_COLORS = {"fail": "#c62828", "warn": "#ef6c00", "ok": "#2e7d32", "insufficient_data": "#757575"}
+
+
+def _bars_svg(labels: Sequence[str], series: Mapping[str, Sequence[float]], width: int = 460,
+              height: int = 150) -> str:
+    """Overlaid bar chart of proportions per bin, as inline SVG (no scripts, no network)."""
+    colors = {"online": "rgba(21,101,192,0.55)", "offline": "rgba(239,108,0,0.55)",
+              "served lag": "rgba(21,101,192,0.7)"}
+    n = max(len(labels), 1)
+    props = {}
+    for name, counts in series.items():
+        total = float(sum(counts)) or 1.0
+        props[name] = [c / total for c in counts]
+    top = max((max(p) for p in props.values() if p), default=1.0) or 1.0
+    bar_w = (width - 40) / n
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" '
+             f'role="img">']
+    for name, p in props.items():
+        for i, value in enumerate(p):
+            h = (height - 10) * value / top
+            parts.append(f'<rect x="{30 + i * bar_w:.1f}" y="{height - h:.1f}" '
+                         f'width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" '
+                         f'fill="{colors.get(name, "#888")}"><title>{html.escape(name)} '
+                         f'{html.escape(labels[i])}: {value:.1%}</title></rect>')
+    for i, label in enumerate(labels):
+        if n <= 14 or i % 2 == 0:
+            parts.append(f'<text x="{30 + (i + 0.5) * bar_w:.1f}" y="{height + 14}" '
+                         f'font-size="8" text-anchor="middle">{html.escape(label[:10])}</text>')
+    for j, name in enumerate(props):
+        parts.append(f'<rect x="{30 + j * 90}" y="{height + 24}" width="10" height="10" '
+                     f'fill="{colors.get(name, "#888")}"/><text x="{44 + j * 90}" '
+                     f'y="{height + 33}" font-size="10">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """A self-contained HTML page: findings, a histogram per feature, lag per view."""
+    esc = html.escape
+    rows = []
+    for f in report["findings"]:
+        target = f.get("feature") or f.get("feature_view")
+        rows.append(f'<tr><td style="color:{_COLORS[f["severity"]]}"><b>{esc(f["severity"])}'
+                    f'</b></td><td>{esc(f["kind"])}</td><td>{esc(str(target))}</td>'
+                    f'<td>{esc(f["message"])}</td></tr>')
+    cards = []
+    for row in report["features"]:
+        hist = row.get("histogram")
+        chart = (_bars_svg(hist["labels"], {"online": hist["online"], "offline": hist["offline"]})
+                 if hist else "<p><i>no distribution (type not binned or no data)</i></p>")
+        psi = "-" if row.get("psi") is None else f"{row['psi']:.3f}"
+        cards.append(
+            f'<div class="card"><h3>{esc(row["feature"])} <span style="color:'
+            f'{_COLORS[row["status"]]}">{esc(row["status"])}</span></h3>{chart}'
+            f'<p>compared {row["compared"]} · mismatch {_pct(row["mismatch_rate"])} · stale '
+            f'{_pct(row["stale_rate"])} · default {_pct(row["silent_default_rate"])} · PSI {psi}'
+            f' · schema {esc(str(row["schema"]["declared"]))}/{esc(str(row["schema"]["online"]))}'
+            f'/{esc(str(row["schema"]["offline"]))}</p></div>'
+        )
+    view_cards = []
+    for view in report["feature_views"]:
+        lag = view["served_lag_seconds"]
+        hist = view.get("served_lag_histogram") or {"labels": [], "counts": []}
+        view_cards.append(
+            f'<div class="card"><h3>{esc(view["feature_view"])} <span style="color:'
+            f'{_COLORS[view["status"]]}">{esc(view["status"])}</span></h3>'
+            f'{_bars_svg(hist["labels"], {"served lag": hist["counts"]})}'
+            f'<p>served lag p50/p95/p99 {format_duration(lag.get("p50"))} / '
+            f'{format_duration(lag.get("p95"))} / {format_duration(lag.get("p99"))} · '
+            f'materialization {format_duration(view.get("materialization_lag_seconds"))} · '
+            f'source {format_duration(view.get("source_lag_seconds"))} · SLO '
+            f'{format_duration(view.get("slo_seconds"))}</p></div>'
+        )
+    notes = "".join(f"<li>{esc(n)}</li>" for n in report.get("notes", []))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>feast-parity report {esc(report['run_id'])}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
+table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}}
+.grid{{display:flex;flex-wrap:wrap;gap:12px}}.card{{border:1px solid #ddd;border-radius:6px;padding:8px}}
+h3{{font-size:14px;margin:4px 0}}p{{font-size:12px}}</style></head><body>
+<h1>feast-parity: {esc(report['project'])} <span style="color:{_COLORS[report['status']]}">
+{esc(report['status'])}</span></h1>
+<p>window {esc(report['window']['start'])} .. {esc(report['window']['end'])} ·
+{report['samples']:,} samples · run {esc(report['run_id'])}</p>
+<h2>Findings</h2>
+<table><tr><th>severity</th><th>kind</th><th>where</th><th>message</th></tr>{''.join(rows)}</table>
+{'<ul>' + notes + '</ul>' if notes else ''}
+<h2>Features: served (online) vs offline point-in-time values of the same rows</h2>
+<div class="grid">{''.join(cards)}</div>
+<h2>Freshness: served lag per feature view</h2>
+<div class="grid">{''.join(view_cards)}</div>
+</body></html>
+"""

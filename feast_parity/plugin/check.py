@@ -1,0 +1,557 @@
+"""The parity check job: sampled served rows vs point-in-time offline rows, through Feast.
+
+Reads the sample log of a window in chunks; per chunk and feature view it asks Feast's own
+offline store for (a) the point-in-time value at the served row's event time and (b) the value
+at request time, with ``get_historical_features``, and (c) the newest offline event at or before
+the request time with ``pull_all_from_table_or_query``. Results are joined back on a row id that
+travels through the entity dataframe (the Dask store drops rows and reorders). The comparison
+itself is pure (``feast_parity.parity.compare``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from feast_parity.parity.compare import FeatureComparison, ViewFreshness
+from feast_parity.parity.freshness import parse_duration
+from feast_parity.parity.report import build_report
+from feast_parity.parity.results import store_run
+from feast_parity.parity.samplelog import (
+    count_samples,
+    create_engine,
+    decode_json_value,
+    ensure_schema,
+    iter_sample_chunks,
+    redact_url,
+)
+from feast_parity.plugin.config import ParityConfig, ParityConfigError
+
+logger = logging.getLogger("feast_parity")
+
+ROW_ID = "__parity_row"
+DEFAULT_WINDOW = timedelta(hours=24)
+
+
+class CheckError(Exception):
+    """A usage or configuration error: the CLI prints the message and exits 2."""
+
+
+@dataclass
+class _ViewState:
+    features: dict[str, FeatureComparison] = field(default_factory=dict)
+    freshness: ViewFreshness | None = None
+    samples: int = 0
+    missing_offline: set[str] = field(default_factory=set)
+
+
+def parse_time(value: str | datetime | None, name: str) -> datetime | None:
+    """ISO 8601 (date or date-time; naive means UTC) -> aware datetime; CheckError names the flag."""
+    if value is None or isinstance(value, datetime):
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CheckError(f"{name}: not an ISO 8601 time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def load_store(repo: str | Path) -> tuple[Any, ParityConfig]:
+    """The FeatureStore and validated parity config of a repo, or CheckError."""
+    from feast import FeatureStore
+
+    repo_path = Path(repo)
+    if not (repo_path / "feature_store.yaml").exists():
+        raise CheckError(f"--repo: no feature_store.yaml in {repo_path}")
+    try:
+        store = FeatureStore(repo_path=str(repo_path))
+        config = ParityConfig.from_repo_config(store.config)
+    except ParityConfigError as exc:
+        raise CheckError(str(exc)) from None
+    except Exception as exc:
+        raise CheckError(f"cannot load the Feast repo at {repo_path}: {exc}") from None
+    return store, config
+
+
+def _lookup_view(store: Any, name: str) -> tuple[Any, bool] | None:
+    registry, project = store.registry, store.project
+    try:
+        return registry.get_feature_view(name, project), False
+    except Exception:
+        pass
+    try:
+        return registry.get_on_demand_feature_view(name, project), True
+    except Exception:
+        return None
+
+
+def _offline_type(series: pd.Series, declared: str) -> str | None:
+    """Offline column type; integer columns that pandas widened to float for NaNs stay int."""
+    dtype = series.dtype
+    if series.notna().sum() == 0:
+        return None
+    if dtype.kind == "f" and declared in ("Int32", "Int64"):
+        valid = series.dropna()
+        if len(valid) and bool(np.all(np.equal(np.mod(valid.to_numpy(), 1), 0))):
+            return "int64"
+    if dtype == object:
+        valid = series.dropna()
+        if len(valid):
+            first = valid.iloc[0]
+            return {str: "string", bytes: "bytes", bool: "bool", int: "int64",
+                    float: "float64"}.get(type(first), type(first).__name__)
+    return str(dtype)
+
+
+def _pylist(series: pd.Series) -> list[Any]:
+    values = series.astype(object).where(series.notna(), None).tolist()
+    return values
+
+
+class ParityCheck:
+    """One run of the check over a window; ``run()`` returns the report dict."""
+
+    def __init__(
+        self,
+        repo: str | Path,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        *,
+        chunk_rows: int = 50_000,
+        progress: Callable[[int, int], None] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.repo = Path(repo)
+        self.store, self.config = load_store(self.repo)
+        self.now = now or datetime.now(timezone.utc)
+        self.until = parse_time(until, "--until") or self.now
+        self.since = parse_time(since, "--since") or (self.until - DEFAULT_WINDOW)
+        if self.since >= self.until:
+            raise CheckError(
+                f"empty window: --since {self.since.isoformat()} is not before "
+                f"--until {self.until.isoformat()}"
+            )
+        self.chunk_rows = chunk_rows
+        self.progress = progress
+        self.url = self.config.store_url(self.repo)
+        try:
+            self.engine = create_engine(self.url)
+            ensure_schema(self.engine)
+        except Exception as exc:
+            raise CheckError(f"cannot open the parity store {redact_url(self.url)}: {exc}") from None
+        self.views: dict[str, _ViewState] = {}
+        self.deleted_views: dict[str, int] = {}
+        self.notes: list[str] = []
+        self.timings = {"offline_seconds": 0.0, "compare_seconds": 0.0, "read_seconds": 0.0}
+
+    # -- main loop --
+
+    def run(self, store_results: bool = True) -> dict[str, Any]:
+        total = count_samples(self.engine, since=self.since, until=self.until)
+        done = 0
+        read_started = time.perf_counter()
+        for chunk in iter_sample_chunks(
+            self.engine, since=self.since, until=self.until, chunk_rows=self.chunk_rows
+        ):
+            self.timings["read_seconds"] += time.perf_counter() - read_started
+            frame = chunk.to_pandas()
+            for view_name, rows in frame.groupby("feature_view", sort=True):
+                self._check_view_chunk(str(view_name), rows.reset_index(drop=True))
+            done += chunk.num_rows
+            if self.progress:
+                self.progress(done, total)
+            read_started = time.perf_counter()
+        if total == 0:
+            self.notes.append(
+                f"no samples in the window {self.since.isoformat()} .. {self.until.isoformat()}: "
+                "is the plugin registered (provider: feast_parity.ParityProvider) and "
+                "sample_rate > 0?"
+            )
+        for view_name, count in sorted(self.deleted_views.items()):
+            self.notes.append(
+                f"feature view {view_name!r} is no longer in the registry; "
+                f"{count} logged samples of it were skipped"
+            )
+        report = build_report(
+            window=(self.since, self.until),
+            samples=total,
+            features=self._feature_results(),
+            views=self._view_results(),
+            deleted_views=self.deleted_views,
+            thresholds=self.config.thresholds,
+            notes=self.notes,
+            project=self.store.project,
+            timings=self.timings,
+        )
+        if store_results:
+            store_run(self.engine, report)
+        return report
+
+    # -- per chunk and view --
+
+    def _check_view_chunk(self, view_name: str, rows: pd.DataFrame) -> None:
+        found = _lookup_view(self.store, view_name)
+        if found is None:
+            self.deleted_views[view_name] = self.deleted_views.get(view_name, 0) + len(rows)
+            return
+        view, on_demand = found
+        state = self.views.setdefault(view_name, _ViewState())
+        state.samples += len(rows)
+        declared_now = {f.name: str(f.dtype) for f in view.features}
+        cells = [json.loads(text) for text in rows["features"]]
+        keys = [json.loads(text) for text in rows["entity_key"]]
+        served = sorted({name for row in cells for name in row})
+        in_registry = [name for name in served if name in declared_now]
+        state.missing_offline.update(name for name in served if name not in declared_now)
+
+        request_times = pd.to_datetime(rows["request_time"], utc=True)
+        event_times = pd.to_datetime(rows["event_time"], utc=True)
+        started = time.perf_counter()
+        offline = self._offline_values(view_name, in_registry, keys, request_times, event_times,
+                                       on_demand)
+        if on_demand:
+            stale_lag, exact_rows = None, None
+        else:
+            stale_lag, exact_rows = self._offline_event_times(view, keys, request_times,
+                                                              event_times)
+        self.timings["offline_seconds"] += time.perf_counter() - started
+
+        started = time.perf_counter()
+        if not on_demand:
+            if state.freshness is None:
+                state.freshness = ViewFreshness(view_name, seed=self.config.seed)
+            lag = (request_times - event_times).dt.total_seconds().to_numpy(dtype=np.float64)
+            state.freshness.update(lag)
+        entity_labels = [json.dumps(k, sort_keys=True) for k in keys]
+        for name in served:
+            comparison = state.features.get(name)
+            declared = declared_now.get(name) or next(
+                (row[name][4] for row in cells if name in row), "Invalid"
+            )
+            if comparison is None:
+                comparison = FeatureComparison(
+                    feature=f"{view_name}:{name}",
+                    declared_type=declared,
+                    fill_values=self.config.fill_values,
+                    on_demand=on_demand,
+                    seed=self.config.seed,
+                )
+                state.features[name] = comparison
+            present = [name in row for row in cells]
+            online_values = [decode_json_value(row[name][0]) if name in row else None
+                             for row in cells]
+            status = np.asarray([row[name][1] if name in row else 3 for row in cells])
+            online_types = [row[name][3] if name in row else "null" for row in cells]
+            declared_serving = [row[name][4] for row, p in zip(cells, present) if p]
+            if name in offline:
+                at_event, has_event, at_request, offline_type = offline[name]
+                if exact_rows is not None:
+                    has_event = has_event & exact_rows
+            else:
+                at_event = [None] * len(rows)
+                has_event = np.zeros(len(rows), dtype=bool)
+                at_request = [None] * len(rows)
+                offline_type = None
+            comparison.update(
+                online_values, status, online_types, declared_serving, at_event, has_event,
+                at_request, offline_type, stale_lag, entity_labels,
+            )
+        self.timings["compare_seconds"] += time.perf_counter() - started
+
+    def _offline_values(
+        self,
+        view_name: str,
+        features: list[str],
+        keys: list[dict[str, Any]],
+        request_times: pd.Series,
+        event_times: pd.Series,
+        on_demand: bool,
+    ) -> dict[str, tuple[list[Any], np.ndarray, list[Any], str | None]]:
+        """Per feature: values at served event time, whether that row exists, values at request
+        time, and the offline column type. Joined back on a row id, not on position."""
+        if not features:
+            return {}
+        n = len(keys)
+        key_frame = pd.DataFrame([{k: decode_json_value(v) for k, v in row.items()}
+                                  for row in keys])
+        found = _lookup_view(self.store, view_name)
+        if found is not None and not on_demand:
+            view_keys = [c.name for c in found[0].entity_columns if c.name in key_frame.columns]
+        else:
+            view_keys = list(key_frame.columns)
+        key_frame = key_frame[view_keys]
+        has_event_time = event_times.notna().to_numpy() & (not on_demand)
+        request_rows = key_frame.assign(event_timestamp=request_times.to_numpy())
+        event_rows = key_frame[has_event_time].assign(
+            event_timestamp=event_times[has_event_time].to_numpy()
+        )
+        # Feast collapses duplicate (entity, timestamp) rows, so ask once per distinct pair and
+        # join the answers back on a row id of our own (never on position: Dask reorders).
+        both = pd.concat([request_rows, event_rows], ignore_index=True)
+        both["event_timestamp"] = pd.to_datetime(both["event_timestamp"], utc=True)
+        if on_demand:
+            # Feast's file store keeps one row per (entity of a source view, timestamp) when it
+            # joins an on-demand view's sources, so rows of one request that share a user would
+            # collapse. A distinct microsecond per row keeps them apart (data has coarser times).
+            both["event_timestamp"] += pd.to_timedelta(np.arange(len(both)), unit="us")
+        on = [*view_keys, "event_timestamp"]
+        entity_df = both.drop_duplicates(on).reset_index(drop=True)
+        entity_df[ROW_ID] = np.arange(len(entity_df), dtype=np.int64)
+        row_ids = both.merge(entity_df, on=on, how="left")[ROW_ID].to_numpy()
+        request_ids = row_ids[:n]
+        event_ids = np.full(n, -1, dtype=np.int64)
+        event_ids[has_event_time] = row_ids[n:]
+        refs = [f"{view_name}:{name}" for name in features]
+        try:
+            result = self.store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+        except Exception as exc:
+            self.notes.append(f"offline retrieval of {view_name} failed: {exc}")
+            return {}
+        feature_columns = [c for c in result.columns
+                           if c in features or c.startswith(f"{view_name}__")]
+        if result.empty or not result[feature_columns].notna().to_numpy().any():
+            self.notes.append(
+                f"the offline store returned no rows for {view_name} in this window; "
+                "its features cannot be compared"
+            )
+        result = result.drop_duplicates(ROW_ID).set_index(ROW_ID)
+        has_event = np.isin(event_ids, result.index.to_numpy()) & (event_ids >= 0)
+        declared_now = {f.name: str(f.dtype) for f in found[0].features} if found else {}
+        out = {}
+        for name in features:
+            column = name if name in result.columns else f"{view_name}__{name}"
+            if column not in result.columns:
+                continue
+            series = result[column]
+            by_request = series.reindex(request_ids)
+            by_event = series.reindex(event_ids)
+            out[name] = (_pylist(by_event), has_event, _pylist(by_request),
+                         _offline_type(series, declared_now.get(name, "Invalid")))
+        return out
+
+    def _offline_event_times(
+        self, view: Any, keys: list[dict[str, Any]], request_times: pd.Series,
+        event_times: pd.Series,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """From the offline event times of the sampled entities, per row: the seconds by which the
+        newest offline event at/before request time (within ttl) is newer than the served event
+        (0 when not stale, NaN when unknown), and whether an offline row exists at exactly the
+        served event time (None when unknown)."""
+        n = len(keys)
+        lags = np.zeros(n, dtype=np.float64)
+        exact = np.zeros(n, dtype=bool)
+        served = event_times.notna().to_numpy()
+        if not served.any():
+            return lags, exact
+        source = view.batch_source
+        join_keys = [col.name for col in view.entity_columns]
+        reverse = {v: k for k, v in (source.field_mapping or {}).items()}
+        ts_field = source.timestamp_field
+        start = event_times[served].min().to_pydatetime()
+        end = request_times.max().to_pydatetime()
+        try:
+            provider = self.store._get_provider()
+            job = provider.offline_store.pull_all_from_table_or_query(
+                config=self.store.config,
+                data_source=source,
+                join_key_columns=[reverse.get(k, k) for k in join_keys],
+                feature_name_columns=[],
+                timestamp_field=ts_field,
+                created_timestamp_column=source.created_timestamp_column or None,
+                start_date=start,
+                end_date=end,
+            )
+            newer = job.to_df()
+        except Exception as exc:
+            self.notes.append(f"could not read offline event times of {view.name}: {exc}")
+            lags[:] = np.nan
+            return lags, None
+        newer = newer.rename(columns={reverse.get(k, k): k for k in join_keys})
+        if newer.empty:
+            return lags, exact
+        left = pd.DataFrame([{k: decode_json_value(row.get(k)) for k in join_keys} for row in keys])
+        left["__request_time"] = pd.to_datetime(request_times, utc=True).to_numpy()
+        left["__event_time"] = pd.to_datetime(event_times, utc=True).to_numpy()
+        left["__i"] = np.arange(n)
+        right = newer[[*join_keys, ts_field]].rename(columns={ts_field: "__offline_time"})
+        right["__offline_time"] = pd.to_datetime(right["__offline_time"], utc=True)
+        for k in join_keys:
+            if left[k].dtype != right[k].dtype:
+                try:
+                    right[k] = right[k].astype(left[k].dtype)
+                except (TypeError, ValueError):
+                    left[k] = left[k].astype(str)
+                    right[k] = right[k].astype(str)
+        left = left.sort_values("__request_time")
+        right = right.dropna(subset=["__offline_time"]).sort_values("__offline_time")
+        merged = pd.merge_asof(
+            left, right, left_on="__request_time", right_on="__offline_time",
+            by=join_keys, direction="backward",
+        )
+        ttl = view.ttl.total_seconds() if view.ttl else 0.0
+        newest = merged["__offline_time"]
+        within_ttl = (
+            (merged["__request_time"] - newest).dt.total_seconds() <= ttl if ttl > 0 else True
+        )
+        lag = (newest - merged["__event_time"]).dt.total_seconds()
+        stale = newest.notna() & merged["__event_time"].notna() & within_ttl & (lag > 0)
+        values = np.where(stale, lag, 0.0)
+        lags[merged["__i"].to_numpy()] = values
+        at_event = left.merge(
+            right.drop_duplicates([*join_keys, "__offline_time"]),
+            left_on=[*join_keys, "__event_time"], right_on=[*join_keys, "__offline_time"],
+            how="inner",
+        )
+        exact[at_event["__i"].to_numpy()] = True
+        return lags, exact
+
+    # -- results --
+
+    def _feature_results(self) -> list[dict[str, Any]]:
+        thresholds = self.config.thresholds
+        out = []
+        for view_name, state in sorted(self.views.items()):
+            found = _lookup_view(self.store, view_name)
+            declared_now = {f.name: str(f.dtype) for f in found[0].features} if found else {}
+            for name, comparison in sorted(state.features.items()):
+                result = comparison.result(ratio=thresholds.fill_value_ratio)
+                result["feature"] = comparison.feature
+                result["feature_view"] = view_name
+                result["declared"] = declared_now.get(name)
+                result["missing_offline"] = name in state.missing_offline
+                result["on_demand"] = comparison.on_demand
+                out.append(result)
+        return out
+
+    def _view_results(self) -> list[dict[str, Any]]:
+        out = []
+        for view_name, state in sorted(self.views.items()):
+            found = _lookup_view(self.store, view_name)
+            if found is None or found[1]:
+                continue
+            view = found[0]
+            out.append(
+                {
+                    "feature_view": view_name,
+                    "samples": state.samples,
+                    "served_lag_seconds": (
+                        state.freshness.percentiles() if state.freshness else
+                        {"p50": None, "p95": None, "p99": None}
+                    ),
+                    "served_lag_sample": (state.freshness.lags[:2000] if state.freshness else []),
+                    **view_freshness(self.store, view, self.now),
+                }
+            )
+        return out
+
+
+def view_slo_seconds(view: Any) -> tuple[float | None, str]:
+    """The view's freshness SLO in seconds and where it came from (tag, or 2 x ttl)."""
+    tag = (view.tags or {}).get("parity.freshness_slo")
+    if tag:
+        try:
+            return parse_duration(tag), f"tag parity.freshness_slo={tag}"
+        except ValueError as exc:
+            raise CheckError(f"feature view {view.name}: tag parity.freshness_slo: {exc}") from None
+    ttl = view.ttl.total_seconds() if view.ttl else 0.0
+    if ttl > 0:
+        return 2 * ttl, "2 x ttl"
+    return None, "none (no tag, ttl 0)"
+
+
+def materialization_lag_seconds(view: Any, now: datetime) -> float | None:
+    """now - end of the last materialization interval recorded in the registry."""
+    intervals = getattr(view, "materialization_intervals", None) or []
+    if not intervals:
+        return None
+    end = max(interval[1] for interval in intervals)
+    if end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
+    return max((now - end).total_seconds(), 0.0)
+
+
+def source_lag_seconds(store: Any, view: Any, now: datetime, lookback: timedelta) -> float | None:
+    """now - newest event in the view's offline source, asked through Feast's offline store."""
+    source = view.batch_source
+    reverse = {v: k for k, v in (source.field_mapping or {}).items()}
+    join_keys = [reverse.get(col.name, col.name) for col in view.entity_columns]
+    try:
+        provider = store._get_provider()
+        job = provider.offline_store.pull_latest_from_table_or_query(
+            config=store.config,
+            data_source=source,
+            join_key_columns=join_keys,
+            feature_name_columns=[],
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            start_date=now - lookback,
+            end_date=now,
+        )
+        frame = job.to_df()
+    except Exception as exc:  # a broken source is reported, not raised
+        logger.warning("feast-parity: could not read the source of %s: %s", view.name, exc)
+        return None
+    if frame.empty:
+        return None
+    newest = pd.to_datetime(frame[source.timestamp_field], utc=True).max()
+    return max((now - newest.to_pydatetime()).total_seconds(), 0.0)
+
+
+def view_freshness(store: Any, view: Any, now: datetime) -> dict[str, Any]:
+    """Materialization and source lag of a view, its SLO and where the SLO came from."""
+    slo, slo_source = view_slo_seconds(view)
+    lookback = timedelta(seconds=max(4 * (slo or 0.0), 7 * 86400))
+    return {
+        "materialization_lag_seconds": _round(materialization_lag_seconds(view, now)),
+        "source_lag_seconds": _round(source_lag_seconds(store, view, now, lookback)),
+        "slo_seconds": slo,
+        "slo_source": slo_source,
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def progress_bar(stream: Any = None) -> Callable[[int, int], None]:
+    """A one-line progress bar on stderr: samples done of the window's total."""
+    stream = stream or sys.stderr
+
+    def show(done: int, total: int) -> None:
+        width = 30
+        frac = done / total if total else 1.0
+        filled = int(width * frac)
+        stream.write(f"\rchecking [{'#' * filled}{'.' * (width - filled)}] "
+                     f"{frac:5.1%} {done:,}/{total:,} samples")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def run_check(
+    repo: str | Path,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    *,
+    chunk_rows: int = 50_000,
+    progress: Callable[[int, int], None] | None = None,
+    now: datetime | None = None,
+    store_results: bool = True,
+) -> dict[str, Any]:
+    """Run the parity check on a repo's sample log window; return the report (schema 1)."""
+    check = ParityCheck(repo, since, until, chunk_rows=chunk_rows, progress=progress, now=now)
+    return check.run(store_results=store_results)

@@ -1,0 +1,63 @@
+"""Shared fixtures: a real demo Feast repo, applied and materialized, in a temp directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feast_parity import demo
+
+POSTGRES_URL = os.environ.get(
+    "FEAST_PARITY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def now_hour() -> datetime:
+    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def build_repo(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: build_repo(sample_rate=..., users=..., materialize_end=...) -> applied repo."""
+
+    counter = {"n": 0}
+
+    def build(
+        *, materialize: bool = True, materialize_end: datetime | None = None,
+        users: int = 300, videos: int = 100, days: int = 5, **config: Any,
+    ) -> Path:
+        counter["n"] += 1
+        repo = tmp_path / f"repo{counter['n']}"
+        demo.make_demo_repo(repo, users=users, videos=videos, days=days, end=now_hour(), **config)
+        demo.feast_apply(repo)
+        if materialize:
+            demo.materialize(repo, end=materialize_end, days=days + 1)
+        return repo
+
+    return build
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh schema-less database URL on the local PostgreSQL server (tables dropped after)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:  # pragma: no cover - CI starts PostgreSQL in .ci/run
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
+    name = f"parity_test_{os.getpid()}_{int(datetime.now().timestamp() * 1e6) % 10**9}"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
