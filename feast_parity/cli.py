@@ -41,8 +41,9 @@ def _check(args: argparse.Namespace) -> int:
     from feast_parity.plugin.check import progress_bar, run_check
 
     progress = None if args.no_progress or not sys.stderr.isatty() else progress_bar()
-    report = run_check(args.repo, args.since, args.until, chunk_rows=args.chunk_rows,
-                       progress=progress)
+    report = run_check(
+        args.repo, args.since, args.until, chunk_rows=args.chunk_rows, progress=progress
+    )
     print(render_text(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

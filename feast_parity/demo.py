@@ -57,8 +57,12 @@ def write_config(
         "online_store": dict(online_store or {"type": "sqlite", "path": "data/online_store.db"}),
         "offline_store": dict(offline_store or {"type": "file"}),
         "entity_key_serialization_version": 3,
-        "parity": {"sample_rate": sample_rate, "seed": seed, "store": store_url,
-                   **dict(parity_extra or {})},
+        "parity": {
+            "sample_rate": sample_rate,
+            "seed": seed,
+            "store": store_url,
+            **dict(parity_extra or {}),
+        },
     }
     path = repo / "feature_store.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -96,8 +100,9 @@ def feast_apply(repo: Path) -> None:
         raise RuntimeError(f"feast apply failed:\n{result.stdout}\n{result.stderr}")
 
 
-def materialize(repo: Path, end: datetime | None = None, views: list[str] | None = None,
-                days: int = 15) -> None:
+def materialize(
+    repo: Path, end: datetime | None = None, views: list[str] | None = None, days: int = 15
+) -> None:
     """Materialize ``views`` (default all) from ``days`` before ``end`` (default now)."""
     from feast import FeatureStore
 
@@ -106,16 +111,25 @@ def materialize(repo: Path, end: datetime | None = None, views: list[str] | None
     store.materialize(end - timedelta(days=days), end, feature_views=views)
 
 
-def request_rows(rng: np.random.Generator, entities: int, users: int, videos: int
-                 ) -> list[dict[str, int]]:
+def request_rows(
+    rng: np.random.Generator, entities: int, users: int, videos: int
+) -> list[dict[str, int]]:
     """One ranking request: one user against ``entities`` candidate videos."""
     user = int(rng.integers(FIRST_USER, FIRST_USER + users))
     chosen = rng.choice(videos, size=entities, replace=entities > videos)
     return [{"user_id": user, "video_id": FIRST_VIDEO + int(v)} for v in chosen]
 
 
-def serve(store: Any, requests: int, *, entities: int = 10, users: int = 1000, videos: int = 300,
-          seed: int = 0, progress: bool = False) -> list[dict[str, list[Any]]]:
+def serve(
+    store: Any,
+    requests: int,
+    *,
+    entities: int = 10,
+    users: int = 1000,
+    videos: int = 300,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[dict[str, list[Any]]]:
     """Serve ``requests`` ranking requests through the feature service; return the responses."""
     service = store.get_feature_service("ranking_model_v1")
     rng = np.random.default_rng(seed)
@@ -159,8 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("COLUMNS", "120")
     from feast_parity.cli import main as cli_main
 
-    return cli_main(["check", "--repo", str(repo), "--json", str(data / "report.json"),
-                     "--html", str(data / "report.html")])
+    return cli_main(
+        [
+            "check",
+            "--repo",
+            str(repo),
+            "--json",
+            str(data / "report.json"),
+            "--html",
+            str(data / "report.html"),
+        ]
+    )
 
 
 if __name__ == "__main__":

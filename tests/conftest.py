@@ -28,8 +28,13 @@ def build_repo(tmp_path: Path) -> Callable[..., Path]:
     counter = {"n": 0}
 
     def build(
-        *, materialize: bool = True, materialize_end: datetime | None = None,
-        users: int = 300, videos: int = 100, days: int = 5, **config: Any,
+        *,
+        materialize: bool = True,
+        materialize_end: datetime | None = None,
+        users: int = 300,
+        videos: int = 100,
+        days: int = 5,
+        **config: Any,
     ) -> Path:
         counter["n"] += 1
         repo = tmp_path / f"repo{counter['n']}"

@@ -13,8 +13,10 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
 
-SOURCES = {"user_engagement": ("user_engagement.parquet", "user_id"),
-           "video_stats": ("video_stats.parquet", "video_id")}
+SOURCES = {
+    "user_engagement": ("user_engagement.parquet", "user_id"),
+    "video_stats": ("video_stats.parquet", "video_id"),
+}
 
 
 def latest_rows(repo: Path, view: str) -> pd.DataFrame:
@@ -40,7 +42,9 @@ def write_online(
     key = SOURCES[view_name][1]
     batch = []
     for record in rows.to_dict("records"):
-        entity = EntityKeyProto(join_keys=[key], entity_values=[ValueProto(int64_val=int(record[key]))])
+        entity = EntityKeyProto(
+            join_keys=[key], entity_values=[ValueProto(int64_val=int(record[key]))]
+        )
         values = {}
         for field in view.features:
             planted = override(field.name, record[field.name]) if override else None

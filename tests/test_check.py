@@ -17,9 +17,14 @@ from feast_parity.plugin.check import run_check
 from tests.faults import latest_rows, write_online
 
 BATCH_REFS = [
-    "user_engagement:click_through_rate", "user_engagement:watch_minutes",
-    "user_engagement:sessions", "user_engagement:country", "user_engagement:device",
-    "video_stats:popularity", "video_stats:age_days", "video_stats:category",
+    "user_engagement:click_through_rate",
+    "user_engagement:watch_minutes",
+    "user_engagement:sessions",
+    "user_engagement:country",
+    "user_engagement:device",
+    "video_stats:popularity",
+    "video_stats:age_days",
+    "video_stats:category",
 ]
 
 
@@ -36,8 +41,11 @@ def serve_refs(repo: Path, requests: int = 120, seed: int = 1) -> None:
 
 
 def fails(report: dict) -> list[tuple[str, str]]:
-    return sorted((f["kind"], f.get("feature") or f.get("feature_view"))
-                  for f in report["findings"] if f["severity"] == "fail")
+    return sorted(
+        (f["kind"], f.get("feature") or f.get("feature_view"))
+        for f in report["findings"]
+        if f["severity"] == "fail"
+    )
 
 
 def feature(report: dict, name: str) -> dict:
@@ -57,8 +65,13 @@ def test_clean_repo_has_no_findings_and_exit_0(build_repo, tmp_path):
     assert report["schema_version"] == 1 and report["samples"] == 60 * 10 * 3
     ctr = feature(report, "user_engagement:click_through_rate")
     assert ctr["compared"] == 600 and ctr["mismatch_rate"] == 0.0 and ctr["psi"] == 0.0
-    assert ctr["schema"] == {"declared": "Float32", "online": "float32", "offline": "float32",
-                             "diverged": False, "declared_at_serving": ["Float32"]}
+    assert ctr["schema"] == {
+        "declared": "Float32",
+        "online": "float32",
+        "offline": "float32",
+        "diverged": False,
+        "declared_at_serving": ["Float32"],
+    }
     views = {v["feature_view"]: v for v in report["feature_views"]}
     assert set(views) == {"user_engagement", "video_stats"}
     assert views["user_engagement"]["materialization_lag_seconds"] < 600
@@ -108,8 +121,9 @@ def test_silent_default_zero_for_a_fifth_of_users(build_repo):
     ctr = feature(report, "user_engagement:click_through_rate")
     assert ctr["silent_default_rate"] == pytest.approx(0.2, abs=0.06)
     assert ctr["fill_values"] == [0.0]
-    kinds = {kind for kind, target in fails(report)
-             if target == "user_engagement:click_through_rate"}
+    kinds = {
+        kind for kind, target in fails(report) if target == "user_engagement:click_through_rate"
+    }
     assert "silent_default" in kinds
     assert all(t == "user_engagement:click_through_rate" for _, t in fails(report))
 

@@ -610,12 +610,6 @@ def test_postgres_sample_store_logs_what_was_served(
 # --- known bug -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="samplelog.py SampleWriter._write counts written_rows only `if batch:`; a sampled "
-    "request whose response has no feature column (only join keys) is neither written nor "
-    "dropped, so written_rows + dropped_rows < sampled_rows",
-)
 def test_sampled_rows_without_feature_columns_are_accounted_for(
     open_store: OpenStore, tmp_path: Path
 ) -> None:

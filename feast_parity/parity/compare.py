@@ -57,8 +57,10 @@ def type_family(type_name: str | None) -> str | None:
         return "bool"
     if name in ("bytes", "binary"):
         return "bytes"
-    if name.startswith("unixtimestamp") or name.startswith("timestamp") or name.startswith(
-        "datetime"
+    if (
+        name.startswith("unixtimestamp")
+        or name.startswith("timestamp")
+        or name.startswith("datetime")
     ):
         return "timestamp"
     if name in ("map", "struct", "json"):
@@ -202,8 +204,11 @@ class FeatureComparison:
         if entity_keys is not None and len(self.mismatch_examples) < 5:
             for i in np.flatnonzero(differs)[: 5 - len(self.mismatch_examples)]:
                 self.mismatch_examples.append(
-                    {"entity": entity_keys[i], "online": _jsonable(online_values[i]),
-                     "offline": _jsonable(offline_at_event[i])}
+                    {
+                        "entity": entity_keys[i],
+                        "online": _jsonable(online_values[i]),
+                        "offline": _jsonable(offline_at_event[i]),
+                    }
                 )
 
         # stale_serving
@@ -319,9 +324,7 @@ class FeatureComparison:
             if tally.defaults == 0:
                 continue
             common = tally.online >= max(min_rows, 0.01 * self.rows)
-            if value in configured or (
-                common and tally.online >= ratio * max(tally.offline, 1)
-            ):
+            if value in configured or (common and tally.online >= ratio * max(tally.offline, 1)):
                 found.append(value)
         return sorted(found, key=lambda v: -self.tallies[v].defaults)
 
@@ -333,7 +336,9 @@ class FeatureComparison:
         )
         mismatches = max(self.mismatches - default_mismatches, 0)
         psi_value, ks_stat, ks_p = self._drift()
-        online_type = max(self.online_types, key=self.online_types.get) if self.online_types else None
+        online_type = (
+            max(self.online_types, key=self.online_types.get) if self.online_types else None
+        )
         offline_type = (
             max(self.offline_types, key=self.offline_types.get) if self.offline_types else None
         )

@@ -72,8 +72,13 @@ def _schema(result: Mapping[str, Any]) -> dict[str, Any]:
         or declared is None
         or bool(at_serving - {declared})
     )
-    return {"declared": declared, "online": online, "offline": offline, "diverged": diverged,
-            "declared_at_serving": sorted(at_serving)}
+    return {
+        "declared": declared,
+        "online": online,
+        "offline": offline,
+        "diverged": diverged,
+        "declared_at_serving": sorted(at_serving),
+    }
 
 
 def feature_findings(result: Mapping[str, Any], thresholds: Any) -> tuple[str, list[dict]]:
@@ -85,64 +90,116 @@ def feature_findings(result: Mapping[str, Any], thresholds: Any) -> tuple[str, l
         if result.get("missing_offline") or schema["declared"] is None:
             message = "served, but no longer declared in the registry"
         elif set(schema["declared_at_serving"]) - {schema["declared"]}:
-            message = (f"declared {schema['declared']} now, served as declared "
-                       f"{', '.join(schema['declared_at_serving'])}")
+            message = (
+                f"declared {schema['declared']} now, served as declared "
+                f"{', '.join(schema['declared_at_serving'])}"
+            )
         else:
-            message = (f"declared {schema['declared']}, served as {schema['online']}, "
-                       f"offline column {schema['offline']}")
-        findings.append({"kind": "schema_divergence", "feature": feature, "severity": "fail",
-                         "message": message, "evidence": dict(schema)})
+            message = (
+                f"declared {schema['declared']}, served as {schema['online']}, "
+                f"offline column {schema['offline']}"
+            )
+        findings.append(
+            {
+                "kind": "schema_divergence",
+                "feature": feature,
+                "severity": "fail",
+                "message": message,
+                "evidence": dict(schema),
+            }
+        )
     # Rates need rows with something offline to compare against; an offline store that
     # answered nothing leaves the feature insufficient_data, never ok.
-    enough_rows = (result["rows"] >= thresholds.min_compared
-                   and result.get("offline_rows", 0) >= thresholds.min_compared)
+    enough_rows = (
+        result["rows"] >= thresholds.min_compared
+        and result.get("offline_rows", 0) >= thresholds.min_compared
+    )
     enough_compared = result["compared"] >= thresholds.min_compared
     if enough_compared:
         level = _level(result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail)
         if level:
-            findings.append({
-                "kind": "value_mismatch", "feature": feature, "severity": level,
-                "message": (f"{_pct(result['mismatch_rate'])} of {result['compared']} served "
-                            "values differ from the offline value at the same event time"),
-                "evidence": {"mismatches": result["mismatches"], "compared": result["compared"],
-                             "examples": result.get("mismatch_examples", [])},
-            })
+            findings.append(
+                {
+                    "kind": "value_mismatch",
+                    "feature": feature,
+                    "severity": level,
+                    "message": (
+                        f"{_pct(result['mismatch_rate'])} of {result['compared']} served "
+                        "values differ from the offline value at the same event time"
+                    ),
+                    "evidence": {
+                        "mismatches": result["mismatches"],
+                        "compared": result["compared"],
+                        "examples": result.get("mismatch_examples", []),
+                    },
+                }
+            )
     if enough_rows:
         level = _level(result["stale_rate"], thresholds.stale_warn, thresholds.stale_fail)
         if level:
             lag = result.get("stale_lag_seconds") or {}
-            findings.append({
-                "kind": "stale_serving", "feature": feature, "severity": level,
-                "message": (f"{_pct(result['stale_rate'])} of rows served an older row than "
-                            f"offline had at request time; lag p50 {format_duration(lag.get('p50'))}"),
-                "evidence": {"lag_seconds": lag},
-            })
-        level = _level(result["silent_default_rate"], thresholds.silent_default_warn,
-                       thresholds.silent_default_fail)
+            findings.append(
+                {
+                    "kind": "stale_serving",
+                    "feature": feature,
+                    "severity": level,
+                    "message": (
+                        f"{_pct(result['stale_rate'])} of rows served an older row than "
+                        f"offline had at request time; lag p50 {format_duration(lag.get('p50'))}"
+                    ),
+                    "evidence": {"lag_seconds": lag},
+                }
+            )
+        level = _level(
+            result["silent_default_rate"],
+            thresholds.silent_default_warn,
+            thresholds.silent_default_fail,
+        )
         if level:
             fills = result.get("fill_values") or []
             seen = ", ".join(repr(v) for v in fills) if fills else "null / NOT_FOUND"
-            findings.append({
-                "kind": "silent_default", "feature": feature, "severity": level,
-                "message": (f"{_pct(result['silent_default_rate'])} of rows served a default "
-                            f"({seen}) where offline has a real value"),
-                "evidence": {"fill_values": fills, "silent_defaults": result["silent_defaults"],
-                             "online_null_rate": result["online_null_rate"]},
-            })
+            findings.append(
+                {
+                    "kind": "silent_default",
+                    "feature": feature,
+                    "severity": level,
+                    "message": (
+                        f"{_pct(result['silent_default_rate'])} of rows served a default "
+                        f"({seen}) where offline has a real value"
+                    ),
+                    "evidence": {
+                        "fill_values": fills,
+                        "silent_defaults": result["silent_defaults"],
+                        "online_null_rate": result["online_null_rate"],
+                    },
+                }
+            )
     psi = result.get("psi")
     hist = result.get("histogram") or {}
     drift_rows = min(sum(hist.get("online", [])), sum(hist.get("offline", []))) if hist else 0
     if psi is not None and drift_rows >= thresholds.min_compared:
         level = severity_for_psi(psi, thresholds.psi_warn, thresholds.psi_fail)
         if level in ("warn", "fail"):
-            findings.append({
-                "kind": "distribution_drift", "feature": feature, "severity": level,
-                "message": (f"served vs offline PSI {psi:.3f}"
-                            + (f", KS D {result['ks_statistic']:.3f}"
-                               if result.get("ks_statistic") is not None else "")),
-                "evidence": {"psi": psi, "ks_statistic": result.get("ks_statistic"),
-                             "ks_pvalue": result.get("ks_pvalue")},
-            })
+            findings.append(
+                {
+                    "kind": "distribution_drift",
+                    "feature": feature,
+                    "severity": level,
+                    "message": (
+                        f"served vs offline PSI {psi:.3f}"
+                        + (
+                            f", KS D {result['ks_statistic']:.3f}"
+                            if result.get("ks_statistic") is not None
+                            else ""
+                        )
+                    ),
+                    "evidence": {
+                        "psi": psi,
+                        "ks_statistic": result.get("ks_statistic"),
+                        "ks_pvalue": result.get("ks_pvalue"),
+                    },
+                }
+            )
     severities = [f["severity"] for f in findings]
     if severities:
         status = _worst(severities)
@@ -155,8 +212,10 @@ def feature_findings(result: Mapping[str, Any], thresholds: Any) -> tuple[str, l
 
 def view_findings(view: Mapping[str, Any]) -> tuple[str, list[dict]]:
     status, ratio = freshness_status(
-        view.get("slo_seconds"), (view.get("served_lag_seconds") or {}).get("p95"),
-        view.get("materialization_lag_seconds"), view.get("source_lag_seconds"),
+        view.get("slo_seconds"),
+        (view.get("served_lag_seconds") or {}).get("p95"),
+        view.get("materialization_lag_seconds"),
+        view.get("source_lag_seconds"),
     )
     if status == "ok":
         return status, []
@@ -166,18 +225,27 @@ def view_findings(view: Mapping[str, Any]) -> tuple[str, list[dict]]:
         "source": view.get("source_lag_seconds"),
     }
     worst_name = max(lags, key=lambda k: lags[k] or 0.0)
-    message = (f"{worst_name} lag {format_duration(lags[worst_name])} over the "
-               f"{format_duration(view.get('slo_seconds'))} SLO ({view.get('slo_source')})")
-    return status, [{"kind": "freshness_slo", "feature_view": view["feature_view"],
-                     "severity": status, "message": message,
-                     "evidence": {**lags, "slo_seconds": view.get("slo_seconds"),
-                                  "over_ratio": ratio}}]
+    message = (
+        f"{worst_name} lag {format_duration(lags[worst_name])} over the "
+        f"{format_duration(view.get('slo_seconds'))} SLO ({view.get('slo_source')})"
+    )
+    return status, [
+        {
+            "kind": "freshness_slo",
+            "feature_view": view["feature_view"],
+            "severity": status,
+            "message": message,
+            "evidence": {**lags, "slo_seconds": view.get("slo_seconds"), "over_ratio": ratio},
+        }
+    ]
 
 
 def _lag_histogram(lags: Sequence[float]) -> dict[str, Any]:
     edges = np.asarray(LAG_EDGES, dtype=np.float64)
-    counts = np.bincount(np.searchsorted(edges, np.asarray(lags, dtype=np.float64), side="right"),
-                         minlength=len(edges) + 1)
+    counts = np.bincount(
+        np.searchsorted(edges, np.asarray(lags, dtype=np.float64), side="right"),
+        minlength=len(edges) + 1,
+    )
     labels = ["<0"] + [f">={format_duration(e)}" for e in edges]
     return {"labels": labels, "counts": counts.tolist()}
 
@@ -203,8 +271,13 @@ def build_report(
         row["schema"] = _schema(result)
         status, found = feature_findings(row, thresholds)
         row["status"] = status
-        for key in ("declared", "online_type", "offline_type", "declared_at_serving",
-                    "missing_offline"):
+        for key in (
+            "declared",
+            "online_type",
+            "offline_type",
+            "declared_at_serving",
+            "missing_offline",
+        ):
             row.pop(key, None)
         feature_rows.append(row)
         findings.extend(found)
@@ -216,8 +289,13 @@ def build_report(
         row["status"] = status
         view_rows.append(row)
         findings.extend(found)
-    findings.sort(key=lambda f: (-SEVERITY_RANK[f["severity"]], f["kind"],
-                                 f.get("feature") or f.get("feature_view") or ""))
+    findings.sort(
+        key=lambda f: (
+            -SEVERITY_RANK[f["severity"]],
+            f["kind"],
+            f.get("feature") or f.get("feature_view") or "",
+        )
+    )
     worst = _worst([f["severity"] for f in findings])
     return {
         "schema_version": SCHEMA_VERSION,
@@ -262,10 +340,13 @@ def render_text(report: Mapping[str, Any]) -> str:
     else:
         lines.append("no findings: served values match the offline store")
     lines.append("")
-    lines.append(f"{'feature':40} {'status':17} {'compared':>8} {'mismatch':>8} {'stale':>7} "
-                 f"{'default':>7} {'psi':>6}")
-    for row in sorted(report["features"], key=lambda r: (-SEVERITY_RANK[r["status"]],
-                                                          r["feature"])):
+    lines.append(
+        f"{'feature':40} {'status':17} {'compared':>8} {'mismatch':>8} {'stale':>7} "
+        f"{'default':>7} {'psi':>6}"
+    )
+    for row in sorted(
+        report["features"], key=lambda r: (-SEVERITY_RANK[r["status"]], r["feature"])
+    ):
         psi = "-" if row.get("psi") is None else f"{row['psi']:.3f}"
         lines.append(
             f"{row['feature'][:40]:40} {row['status']:17} {row['compared']:>8} "
@@ -274,8 +355,10 @@ def render_text(report: Mapping[str, Any]) -> str:
         )
     if report["feature_views"]:
         lines.append("")
-        lines.append(f"{'feature view':24} {'status':7} {'served p50/p95/p99':>24} "
-                     f"{'materialized':>12} {'source':>8} {'SLO':>6}")
+        lines.append(
+            f"{'feature view':24} {'status':7} {'served p50/p95/p99':>24} "
+            f"{'materialized':>12} {'source':>8} {'SLO':>6}"
+        )
         for view in report["feature_views"]:
             lag = view["served_lag_seconds"]
             served = "/".join(format_duration(lag.get(p)) for p in ("p50", "p95", "p99"))
@@ -295,11 +378,18 @@ def render_text(report: Mapping[str, Any]) -> str:
 _COLORS = {"fail": "#c62828", "warn": "#ef6c00", "ok": "#2e7d32", "insufficient_data": "#757575"}
 
 
-def _bars_svg(labels: Sequence[str], series: Mapping[str, Sequence[float]], width: int = 460,
-              height: int = 150) -> str:
+def _bars_svg(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    width: int = 460,
+    height: int = 150,
+) -> str:
     """Overlaid bar chart of proportions per bin, as inline SVG (no scripts, no network)."""
-    colors = {"online": "rgba(21,101,192,0.55)", "offline": "rgba(239,108,0,0.55)",
-              "served lag": "rgba(21,101,192,0.7)"}
+    colors = {
+        "online": "rgba(21,101,192,0.55)",
+        "offline": "rgba(239,108,0,0.55)",
+        "served lag": "rgba(21,101,192,0.7)",
+    }
     n = max(len(labels), 1)
     props = {}
     for name, counts in series.items():
@@ -307,23 +397,31 @@ def _bars_svg(labels: Sequence[str], series: Mapping[str, Sequence[float]], widt
         props[name] = [c / total for c in counts]
     top = max((max(p) for p in props.values() if p), default=1.0) or 1.0
     bar_w = (width - 40) / n
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" '
-             f'role="img">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" '
+        f'role="img">'
+    ]
     for name, p in props.items():
         for i, value in enumerate(p):
             h = (height - 10) * value / top
-            parts.append(f'<rect x="{30 + i * bar_w:.1f}" y="{height - h:.1f}" '
-                         f'width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" '
-                         f'fill="{colors.get(name, "#888")}"><title>{html.escape(name)} '
-                         f'{html.escape(labels[i])}: {value:.1%}</title></rect>')
+            parts.append(
+                f'<rect x="{30 + i * bar_w:.1f}" y="{height - h:.1f}" '
+                f'width="{max(bar_w - 2, 1):.1f}" height="{h:.1f}" '
+                f'fill="{colors.get(name, "#888")}"><title>{html.escape(name)} '
+                f"{html.escape(labels[i])}: {value:.1%}</title></rect>"
+            )
     for i, label in enumerate(labels):
         if n <= 14 or i % 2 == 0:
-            parts.append(f'<text x="{30 + (i + 0.5) * bar_w:.1f}" y="{height + 14}" '
-                         f'font-size="8" text-anchor="middle">{html.escape(label[:10])}</text>')
+            parts.append(
+                f'<text x="{30 + (i + 0.5) * bar_w:.1f}" y="{height + 14}" '
+                f'font-size="8" text-anchor="middle">{html.escape(label[:10])}</text>'
+            )
     for j, name in enumerate(props):
-        parts.append(f'<rect x="{30 + j * 90}" y="{height + 24}" width="10" height="10" '
-                     f'fill="{colors.get(name, "#888")}"/><text x="{44 + j * 90}" '
-                     f'y="{height + 33}" font-size="10">{html.escape(name)}</text>')
+        parts.append(
+            f'<rect x="{30 + j * 90}" y="{height + 24}" width="10" height="10" '
+            f'fill="{colors.get(name, "#888")}"/><text x="{44 + j * 90}" '
+            f'y="{height + 33}" font-size="10">{html.escape(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -334,22 +432,27 @@ def render_html(report: Mapping[str, Any]) -> str:
     rows = []
     for f in report["findings"]:
         target = f.get("feature") or f.get("feature_view")
-        rows.append(f'<tr><td style="color:{_COLORS[f["severity"]]}"><b>{esc(f["severity"])}'
-                    f'</b></td><td>{esc(f["kind"])}</td><td>{esc(str(target))}</td>'
-                    f'<td>{esc(f["message"])}</td></tr>')
+        rows.append(
+            f'<tr><td style="color:{_COLORS[f["severity"]]}"><b>{esc(f["severity"])}'
+            f"</b></td><td>{esc(f['kind'])}</td><td>{esc(str(target))}</td>"
+            f"<td>{esc(f['message'])}</td></tr>"
+        )
     cards = []
     for row in report["features"]:
         hist = row.get("histogram")
-        chart = (_bars_svg(hist["labels"], {"online": hist["online"], "offline": hist["offline"]})
-                 if hist else "<p><i>no distribution (type not binned or no data)</i></p>")
+        chart = (
+            _bars_svg(hist["labels"], {"online": hist["online"], "offline": hist["offline"]})
+            if hist
+            else "<p><i>no distribution (type not binned or no data)</i></p>"
+        )
         psi = "-" if row.get("psi") is None else f"{row['psi']:.3f}"
         cards.append(
             f'<div class="card"><h3>{esc(row["feature"])} <span style="color:'
             f'{_COLORS[row["status"]]}">{esc(row["status"])}</span></h3>{chart}'
-            f'<p>compared {row["compared"]} · mismatch {_pct(row["mismatch_rate"])} · stale '
-            f'{_pct(row["stale_rate"])} · default {_pct(row["silent_default_rate"])} · PSI {psi}'
-            f' · schema {esc(str(row["schema"]["declared"]))}/{esc(str(row["schema"]["online"]))}'
-            f'/{esc(str(row["schema"]["offline"]))}</p></div>'
+            f"<p>compared {row['compared']} · mismatch {_pct(row['mismatch_rate'])} · stale "
+            f"{_pct(row['stale_rate'])} · default {_pct(row['silent_default_rate'])} · PSI {psi}"
+            f" · schema {esc(str(row['schema']['declared']))}/{esc(str(row['schema']['online']))}"
+            f"/{esc(str(row['schema']['offline']))}</p></div>"
         )
     view_cards = []
     for view in report["feature_views"]:
@@ -358,30 +461,30 @@ def render_html(report: Mapping[str, Any]) -> str:
         view_cards.append(
             f'<div class="card"><h3>{esc(view["feature_view"])} <span style="color:'
             f'{_COLORS[view["status"]]}">{esc(view["status"])}</span></h3>'
-            f'{_bars_svg(hist["labels"], {"served lag": hist["counts"]})}'
-            f'<p>served lag p50/p95/p99 {format_duration(lag.get("p50"))} / '
-            f'{format_duration(lag.get("p95"))} / {format_duration(lag.get("p99"))} · '
-            f'materialization {format_duration(view.get("materialization_lag_seconds"))} · '
-            f'source {format_duration(view.get("source_lag_seconds"))} · SLO '
-            f'{format_duration(view.get("slo_seconds"))}</p></div>'
+            f"{_bars_svg(hist['labels'], {'served lag': hist['counts']})}"
+            f"<p>served lag p50/p95/p99 {format_duration(lag.get('p50'))} / "
+            f"{format_duration(lag.get('p95'))} / {format_duration(lag.get('p99'))} · "
+            f"materialization {format_duration(view.get('materialization_lag_seconds'))} · "
+            f"source {format_duration(view.get('source_lag_seconds'))} · SLO "
+            f"{format_duration(view.get('slo_seconds'))}</p></div>"
         )
     notes = "".join(f"<li>{esc(n)}</li>" for n in report.get("notes", []))
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>feast-parity report {esc(report['run_id'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>feast-parity report {esc(report["run_id"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
 table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}}
 .grid{{display:flex;flex-wrap:wrap;gap:12px}}.card{{border:1px solid #ddd;border-radius:6px;padding:8px}}
 h3{{font-size:14px;margin:4px 0}}p{{font-size:12px}}</style></head><body>
-<h1>feast-parity: {esc(report['project'])} <span style="color:{_COLORS[report['status']]}">
-{esc(report['status'])}</span></h1>
-<p>window {esc(report['window']['start'])} .. {esc(report['window']['end'])} ·
-{report['samples']:,} samples · run {esc(report['run_id'])}</p>
+<h1>feast-parity: {esc(report["project"])} <span style="color:{_COLORS[report["status"]]}">
+{esc(report["status"])}</span></h1>
+<p>window {esc(report["window"]["start"])} .. {esc(report["window"]["end"])} ·
+{report["samples"]:,} samples · run {esc(report["run_id"])}</p>
 <h2>Findings</h2>
-<table><tr><th>severity</th><th>kind</th><th>where</th><th>message</th></tr>{''.join(rows)}</table>
-{'<ul>' + notes + '</ul>' if notes else ''}
+<table><tr><th>severity</th><th>kind</th><th>where</th><th>message</th></tr>{"".join(rows)}</table>
+{"<ul>" + notes + "</ul>" if notes else ""}
 <h2>Features: served (online) vs offline point-in-time values of the same rows</h2>
-<div class="grid">{''.join(cards)}</div>
+<div class="grid">{"".join(cards)}</div>
 <h2>Freshness: served lag per feature view</h2>
-<div class="grid">{''.join(view_cards)}</div>
+<div class="grid">{"".join(view_cards)}</div>
 </body></html>
 """

@@ -73,8 +73,16 @@ findings_table = sa.Table(
     sa.Column("evidence", sa.Text, nullable=False),
 )
 
-METRICS = ("mismatch_rate", "stale_rate", "silent_default_rate", "online_null_rate",
-           "offline_null_rate", "psi", "ks_statistic", "ks_pvalue")
+METRICS = (
+    "mismatch_rate",
+    "stale_rate",
+    "silent_default_rate",
+    "online_null_rate",
+    "offline_null_rate",
+    "psi",
+    "ks_statistic",
+    "ks_pvalue",
+)
 
 
 def store_run(engine: sa.Engine, report: Mapping[str, Any]) -> None:
@@ -86,36 +94,67 @@ def store_run(engine: sa.Engine, report: Mapping[str, Any]) -> None:
         for table in (findings_table, view_metrics_table, feature_metrics_table):
             conn.execute(table.delete().where(table.c.run_id == run_id))
         conn.execute(runs_table.delete().where(runs_table.c.run_id == run_id))
-        conn.execute(runs_table.insert().values(
-            run_id=run_id, project=report["project"], window_start=report["window"]["start"],
-            window_end=end, generated_at=report["generated_at"], samples=report["samples"],
-            status=report["status"], report=json.dumps(report, default=str),
-        ))
+        conn.execute(
+            runs_table.insert().values(
+                run_id=run_id,
+                project=report["project"],
+                window_start=report["window"]["start"],
+                window_end=end,
+                generated_at=report["generated_at"],
+                samples=report["samples"],
+                status=report["status"],
+                report=json.dumps(report, default=str),
+            )
+        )
         if report["features"]:
-            conn.execute(feature_metrics_table.insert(), [
-                {"run_id": run_id, "window_end": end, "feature": f["feature"],
-                 "status": f["status"], "compared": f["compared"],
-                 **{m: f.get(m) for m in METRICS}}
-                for f in report["features"]
-            ])
+            conn.execute(
+                feature_metrics_table.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "window_end": end,
+                        "feature": f["feature"],
+                        "status": f["status"],
+                        "compared": f["compared"],
+                        **{m: f.get(m) for m in METRICS},
+                    }
+                    for f in report["features"]
+                ],
+            )
         if report["feature_views"]:
-            conn.execute(view_metrics_table.insert(), [
-                {"run_id": run_id, "window_end": end, "feature_view": v["feature_view"],
-                 "status": v["status"],
-                 "served_lag_p50": v["served_lag_seconds"].get("p50"),
-                 "served_lag_p95": v["served_lag_seconds"].get("p95"),
-                 "served_lag_p99": v["served_lag_seconds"].get("p99"),
-                 "materialization_lag_seconds": v.get("materialization_lag_seconds"),
-                 "source_lag_seconds": v.get("source_lag_seconds")}
-                for v in report["feature_views"]
-            ])
+            conn.execute(
+                view_metrics_table.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "window_end": end,
+                        "feature_view": v["feature_view"],
+                        "status": v["status"],
+                        "served_lag_p50": v["served_lag_seconds"].get("p50"),
+                        "served_lag_p95": v["served_lag_seconds"].get("p95"),
+                        "served_lag_p99": v["served_lag_seconds"].get("p99"),
+                        "materialization_lag_seconds": v.get("materialization_lag_seconds"),
+                        "source_lag_seconds": v.get("source_lag_seconds"),
+                    }
+                    for v in report["feature_views"]
+                ],
+            )
         if report["findings"]:
-            conn.execute(findings_table.insert(), [
-                {"run_id": run_id, "kind": f["kind"], "feature": f.get("feature"),
-                 "feature_view": f.get("feature_view"), "severity": f["severity"],
-                 "message": f["message"], "evidence": json.dumps(f.get("evidence"), default=str)}
-                for f in report["findings"]
-            ])
+            conn.execute(
+                findings_table.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "kind": f["kind"],
+                        "feature": f.get("feature"),
+                        "feature_view": f.get("feature_view"),
+                        "severity": f["severity"],
+                        "message": f["message"],
+                        "evidence": json.dumps(f.get("evidence"), default=str),
+                    }
+                    for f in report["findings"]
+                ],
+            )
 
 
 def load_runs(engine: sa.Engine, project: str | None = None) -> list[dict[str, Any]]:

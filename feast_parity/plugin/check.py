@@ -110,8 +110,13 @@ def _offline_type(series: pd.Series, declared: str) -> str | None:
         valid = series.dropna()
         if len(valid):
             first = valid.iloc[0]
-            return {str: "string", bytes: "bytes", bool: "bool", int: "int64",
-                    float: "float64"}.get(type(first), type(first).__name__)
+            return {
+                str: "string",
+                bytes: "bytes",
+                bool: "bool",
+                int: "int64",
+                float: "float64",
+            }.get(type(first), type(first).__name__)
     return str(dtype)
 
 
@@ -150,7 +155,9 @@ class ParityCheck:
             self.engine = create_engine(self.url)
             ensure_schema(self.engine)
         except Exception as exc:
-            raise CheckError(f"cannot open the parity store {redact_url(self.url)}: {exc}") from None
+            raise CheckError(
+                f"cannot open the parity store {redact_url(self.url)}: {exc}"
+            ) from None
         self.views: dict[str, _ViewState] = {}
         self.deleted_views: dict[str, int] = {}
         self.notes: list[str] = []
@@ -219,13 +226,15 @@ class ParityCheck:
         request_times = pd.to_datetime(rows["request_time"], utc=True)
         event_times = pd.to_datetime(rows["event_time"], utc=True)
         started = time.perf_counter()
-        offline = self._offline_values(view_name, in_registry, keys, request_times, event_times,
-                                       on_demand)
+        offline = self._offline_values(
+            view_name, in_registry, keys, request_times, event_times, on_demand
+        )
         if on_demand:
             stale_lag, exact_rows = None, None
         else:
-            stale_lag, exact_rows = self._offline_event_times(view, keys, request_times,
-                                                              event_times)
+            stale_lag, exact_rows = self._offline_event_times(
+                view, keys, request_times, event_times
+            )
         self.timings["offline_seconds"] += time.perf_counter() - started
 
         started = time.perf_counter()
@@ -250,8 +259,9 @@ class ParityCheck:
                 )
                 state.features[name] = comparison
             present = [name in row for row in cells]
-            online_values = [decode_json_value(row[name][0]) if name in row else None
-                             for row in cells]
+            online_values = [
+                decode_json_value(row[name][0]) if name in row else None for row in cells
+            ]
             status = np.asarray([row[name][1] if name in row else 3 for row in cells])
             online_types = [row[name][3] if name in row else "null" for row in cells]
             declared_serving = [row[name][4] for row, p in zip(cells, present) if p]
@@ -265,8 +275,16 @@ class ParityCheck:
                 at_request = [None] * len(rows)
                 offline_type = None
             comparison.update(
-                online_values, status, online_types, declared_serving, at_event, has_event,
-                at_request, offline_type, stale_lag, entity_labels,
+                online_values,
+                status,
+                online_types,
+                declared_serving,
+                at_event,
+                has_event,
+                at_request,
+                offline_type,
+                stale_lag,
+                entity_labels,
             )
         self.timings["compare_seconds"] += time.perf_counter() - started
 
@@ -284,8 +302,9 @@ class ParityCheck:
         if not features:
             return {}
         n = len(keys)
-        key_frame = pd.DataFrame([{k: decode_json_value(v) for k, v in row.items()}
-                                  for row in keys])
+        key_frame = pd.DataFrame(
+            [{k: decode_json_value(v) for k, v in row.items()} for row in keys]
+        )
         found = _lookup_view(self.store, view_name)
         if found is not None and not on_demand:
             view_keys = [c.name for c in found[0].entity_columns if c.name in key_frame.columns]
@@ -319,8 +338,9 @@ class ParityCheck:
         except Exception as exc:
             self.notes.append(f"offline retrieval of {view_name} failed: {exc}")
             return {}
-        feature_columns = [c for c in result.columns
-                           if c in features or c.startswith(f"{view_name}__")]
+        feature_columns = [
+            c for c in result.columns if c in features or c.startswith(f"{view_name}__")
+        ]
         if result.empty or not result[feature_columns].notna().to_numpy().any():
             self.notes.append(
                 f"the offline store returned no rows for {view_name} in this window; "
@@ -337,12 +357,19 @@ class ParityCheck:
             series = result[column]
             by_request = series.reindex(request_ids)
             by_event = series.reindex(event_ids)
-            out[name] = (_pylist(by_event), has_event, _pylist(by_request),
-                         _offline_type(series, declared_now.get(name, "Invalid")))
+            out[name] = (
+                _pylist(by_event),
+                has_event,
+                _pylist(by_request),
+                _offline_type(series, declared_now.get(name, "Invalid")),
+            )
         return out
 
     def _offline_event_times(
-        self, view: Any, keys: list[dict[str, Any]], request_times: pd.Series,
+        self,
+        view: Any,
+        keys: list[dict[str, Any]],
+        request_times: pd.Series,
         event_times: pd.Series,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """From the offline event times of the sampled entities, per row: the seconds by which the
@@ -397,8 +424,12 @@ class ParityCheck:
         left = left.sort_values("__request_time")
         right = right.dropna(subset=["__offline_time"]).sort_values("__offline_time")
         merged = pd.merge_asof(
-            left, right, left_on="__request_time", right_on="__offline_time",
-            by=join_keys, direction="backward",
+            left,
+            right,
+            left_on="__request_time",
+            right_on="__offline_time",
+            by=join_keys,
+            direction="backward",
         )
         ttl = view.ttl.total_seconds() if view.ttl else 0.0
         newest = merged["__offline_time"]
@@ -411,7 +442,8 @@ class ParityCheck:
         lags[merged["__i"].to_numpy()] = values
         at_event = left.merge(
             right.drop_duplicates([*join_keys, "__offline_time"]),
-            left_on=[*join_keys, "__event_time"], right_on=[*join_keys, "__offline_time"],
+            left_on=[*join_keys, "__event_time"],
+            right_on=[*join_keys, "__offline_time"],
             how="inner",
         )
         exact[at_event["__i"].to_numpy()] = True
@@ -447,8 +479,9 @@ class ParityCheck:
                     "feature_view": view_name,
                     "samples": state.samples,
                     "served_lag_seconds": (
-                        state.freshness.percentiles() if state.freshness else
-                        {"p50": None, "p95": None, "p99": None}
+                        state.freshness.percentiles()
+                        if state.freshness
+                        else {"p50": None, "p95": None, "p99": None}
                     ),
                     "served_lag_sample": (state.freshness.lags[:2000] if state.freshness else []),
                     **view_freshness(self.store, view, self.now),
@@ -533,8 +566,10 @@ def progress_bar(stream: Any = None) -> Callable[[int, int], None]:
         width = 30
         frac = done / total if total else 1.0
         filled = int(width * frac)
-        stream.write(f"\rchecking [{'#' * filled}{'.' * (width - filled)}] "
-                     f"{frac:5.1%} {done:,}/{total:,} samples")
+        stream.write(
+            f"\rchecking [{'#' * filled}{'.' * (width - filled)}] "
+            f"{frac:5.1%} {done:,}/{total:,} samples"
+        )
         if done >= total:
             stream.write("\n")
         stream.flush()

@@ -47,7 +47,7 @@ class ParityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sample_rate: float = 0.01
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**64, strict=True)
     store: str = "sqlite:///data/parity.db"
     enabled: bool = True
     queue_size: int = Field(10_000, ge=1)

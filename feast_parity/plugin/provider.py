@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -92,6 +93,7 @@ class ParityProvider(PassthroughProvider):
         self.parity_config = ParityConfig.from_repo_config(config)
         self.sampler = Sampler(self.parity_config.sample_rate, self.parity_config.seed)
         self._writer: SampleWriter | None = None
+        self._writer_lock = threading.Lock()
         self._registry: Any = None
         self._column_cache: dict[Any, list[ServedColumn]] = {}
         self._writer_id = f"{socket.gethostname()}:{os.getpid()}"[:64]
@@ -101,14 +103,16 @@ class ParityProvider(PassthroughProvider):
     @property
     def writer(self) -> SampleWriter:
         if self._writer is None:
-            cfg = self.parity_config
-            self._writer = SampleWriter(
-                cfg.store_url(getattr(self.repo_config, "repo_path", None)),
-                self._snapshot_rows,
-                queue_size=cfg.queue_size,
-                batch_size=cfg.batch_size,
-                flush_interval=cfg.flush_interval_seconds,
-            )
+            with self._writer_lock:
+                if self._writer is None:
+                    cfg = self.parity_config
+                    self._writer = SampleWriter(
+                        cfg.store_url(getattr(self.repo_config, "repo_path", None)),
+                        self._snapshot_rows,
+                        queue_size=cfg.queue_size,
+                        batch_size=cfg.batch_size,
+                        flush_interval=cfg.flush_interval_seconds,
+                    )
         return self._writer
 
     def parity_stats(self) -> dict[str, int]:

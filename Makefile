@@ -1,0 +1,35 @@
+# feast-parity: everything a newcomer runs goes through these targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+
+.PHONY: install demo test lint bench-serve bench-check clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m feast_parity.demo
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check feast_parity tests benchmarks feast_repo
+	$(VENV)/bin/ruff format --check feast_parity tests benchmarks feast_repo
+	$(VENV)/bin/mypy feast_parity/parity
+
+bench-serve: install
+	$(PY) benchmarks/serve_overhead.py --out docs/performance.md
+
+bench-check: install
+	$(PY) benchmarks/check_throughput.py --out docs/performance.md
+
+clean:
+	rm -rf $(VENV) feast_repo/data .pytest_cache .hypothesis
