@@ -194,3 +194,19 @@ def test_rerun_of_a_window_replaces_its_stored_run(build_repo):
         runs = conn.execute(sa.text("select count(*) from parity_runs")).scalar()
         metrics = conn.execute(sa.text("select count(*) from parity_feature_metrics")).scalar()
     assert runs == 1 and metrics == len(first["features"])
+
+
+def test_duckdb_offline_store_finds_the_same_mismatch(build_repo):
+    """The check asks Feast's offline store API, so a DuckDB offline store works unchanged."""
+    repo = build_repo(sample_rate=1.0, offline_store={"type": "duckdb"})
+    rows = latest_rows(repo, "user_engagement")
+    tenth = rows[rows["user_id"] % 10 == 3].copy()
+    tenth["watch_minutes"] = tenth["watch_minutes"] + 5.0
+    write_online(repo, "user_engagement", tenth)
+    serve_refs(repo, 100)
+    report = run_check(repo)
+    assert feature(report, "user_engagement:watch_minutes")["mismatch_rate"] == pytest.approx(
+        0.1, abs=0.04
+    )
+    assert fails(report) == [("value_mismatch", "user_engagement:watch_minutes")]
+    assert feature(report, "user_engagement:click_through_rate")["compared"] == 1000

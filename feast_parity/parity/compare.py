@@ -34,6 +34,7 @@ NUMERIC_TYPES = {"Int32", "Int64", "Float32", "Float64", "UnixTimestamp"}
 CATEGORICAL_TYPES = {"String", "Bool"}
 TALLY_CAP = 64  # candidate fill values tracked per feature
 RESERVOIR_SIZE = 20_000  # values per side kept for the exact KS test
+FILL_MIN_DISTINCT_OFFLINE = 3  # a discovered fill value must replace at least 3 distinct values
 
 
 def type_family(type_name: str | None) -> str | None:
@@ -120,6 +121,9 @@ class _Tally:
     offline: int = 0
     defaults: int = 0  # rows: online == value, offline real and different
     mismatches: int = 0  # of those, rows also counted as value mismatches
+    # distinct offline values behind this online value (capped): a fill value stands in for
+    # many different real values; a skewed value served repeatedly for one entity does not
+    offline_seen: set[Any] = field(default_factory=set)
 
 
 @dataclass
@@ -257,6 +261,11 @@ class FeatureComparison:
             is_value = (~online_null) & equal_values(online, _full_like(online, value))
             default_rows = is_value & offline_real & ~equal_values(at_request, online)
             tally.defaults += int(default_rows.sum())
+            if len(tally.offline_seen) < FILL_MIN_DISTINCT_OFFLINE:
+                for real in at_request[default_rows][:64]:
+                    tally.offline_seen.add(real)
+                    if len(tally.offline_seen) >= FILL_MIN_DISTINCT_OFFLINE:
+                        break
             tally.mismatches += int((default_rows & differs).sum())
 
     def _prune_tallies(self) -> None:
@@ -324,7 +333,9 @@ class FeatureComparison:
             if tally.defaults == 0:
                 continue
             common = tally.online >= max(min_rows, 0.01 * self.rows)
-            if value in configured or (common and tally.online >= ratio * max(tally.offline, 1)):
+            shared = len(tally.offline_seen) >= FILL_MIN_DISTINCT_OFFLINE
+            frequent = tally.online >= ratio * max(tally.offline, 1)
+            if value in configured or (common and shared and frequent):
                 found.append(value)
         return sorted(found, key=lambda v: -self.tallies[v].defaults)
 

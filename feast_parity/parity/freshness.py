@@ -16,12 +16,12 @@ def parse_duration(text: str) -> float:
     >>> parse_duration("2 hours")
     Traceback (most recent call last):
     ...
-    ValueError: malformed duration '2 hours': use a number and one of s, m, h, d, w (e.g. 90m, 2h, 1d)
+    ValueError: malformed duration '2 hours': use a number and a unit s, m, h, d or w (e.g. 90m, 2h)
     """
     match = _DURATION.match(str(text))
     if not match or float(match.group(1)) <= 0:
         raise ValueError(
-            f"malformed duration {text!r}: use a number and one of s, m, h, d, w (e.g. 90m, 2h, 1d)"
+            f"malformed duration {text!r}: use a number and a unit s, m, h, d or w (e.g. 90m, 2h)"
         )
     return float(match.group(1)) * _UNITS[match.group(2)]
 

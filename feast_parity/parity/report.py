@@ -35,8 +35,10 @@ def run_id_for(project: str, start: datetime, end: datetime) -> str:
     """Deterministic per (project, window): re-running a window replaces its stored run.
 
     >>> a = datetime(2026, 1, 1, tzinfo=timezone.utc); b = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    >>> run_id_for("p", a, b) == run_id_for("p", a, b), run_id_for("p", a, b) == run_id_for("q", a, b)
-    (True, False)
+    >>> run_id_for("p", a, b) == run_id_for("p", a, b)
+    True
+    >>> run_id_for("p", a, b) == run_id_for("q", a, b)
+    False
     """
     key = f"{project}|{start.isoformat()}|{end.isoformat()}".encode()
     return f"{xxhash.xxh3_64_intdigest(key):016x}"

@@ -249,6 +249,7 @@ class SampleWriter:
         self._store_failing = False
         self._hook_error_logged = False
         self._paused = threading.Event()
+        self._flush_requested = threading.Event()
         self._idle = threading.Condition()
         self._pending = 0  # snapshots submitted and not yet written or dropped
         self._thread = threading.Thread(target=self._run, name="feast-parity-writer", daemon=True)
@@ -298,13 +299,17 @@ class SampleWriter:
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every submitted snapshot is written or dropped; True when drained."""
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._pending > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._thread.is_alive():
-                    return False
-                self._idle.wait(min(remaining, 0.1))
-        return True
+        self._flush_requested.set()
+        try:
+            with self._idle:
+                while self._pending > 0:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._thread.is_alive():
+                        return False
+                    self._idle.wait(min(remaining, 0.1))
+            return True
+        finally:
+            self._flush_requested.clear()
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is queued, then stop the thread."""
@@ -353,8 +358,11 @@ class SampleWriter:
                     self.record_hook_error(exc)
                     self.stats.add("dropped_store_error", item.rows)
                 batch_snapshots += 1
+            # Commit by size or age, not whenever the queue runs dry: at normal traffic that
+            # would make every snapshot its own transaction. flush() asks for an early write.
             due = time.monotonic() - last_flush >= self.flush_interval
-            if batch_snapshots and (len(batch) >= self.batch_size or due or self._queue.empty()):
+            urgent = self._flush_requested.is_set() and self._queue.empty()
+            if batch_snapshots and (len(batch) >= self.batch_size or due or urgent):
                 self._write(batch, batch_snapshots, batch_entity_rows)
                 batch, batch_snapshots, batch_entity_rows = [], 0, 0
                 last_flush = time.monotonic()

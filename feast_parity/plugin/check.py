@@ -56,7 +56,7 @@ class _ViewState:
 
 
 def parse_time(value: str | datetime | None, name: str) -> datetime | None:
-    """ISO 8601 (date or date-time; naive means UTC) -> aware datetime; CheckError names the flag."""
+    """ISO 8601 date or date-time (naive means UTC) -> aware datetime; errors name the flag."""
     if value is None or isinstance(value, datetime):
         if isinstance(value, datetime) and value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
@@ -106,7 +106,7 @@ def _offline_type(series: pd.Series, declared: str) -> str | None:
         valid = series.dropna()
         if len(valid) and bool(np.all(np.equal(np.mod(valid.to_numpy(), 1), 0))):
             return "int64"
-    if dtype == object:
+    if dtype.kind == "O":
         valid = series.dropna()
         if len(valid):
             first = valid.iloc[0]
@@ -318,7 +318,9 @@ class ParityCheck:
         )
         # Feast collapses duplicate (entity, timestamp) rows, so ask once per distinct pair and
         # join the answers back on a row id of our own (never on position: Dask reorders).
-        both = pd.concat([request_rows, event_rows], ignore_index=True)
+        both = pd.concat(
+            [request_rows, event_rows] if len(event_rows) else [request_rows], ignore_index=True
+        )
         both["event_timestamp"] = pd.to_datetime(both["event_timestamp"], utc=True)
         if on_demand:
             # Feast's file store keeps one row per (entity of a source view, timestamp) when it

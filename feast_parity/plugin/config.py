@@ -3,10 +3,10 @@
 Feast's ``RepoConfig`` keeps unknown top-level keys, so the plugin reads its own block from it.
 A bad key or value fails with one line that names it::
 
-    >>> ParityConfig.from_mapping({"sample_rate": 2})
+    >>> ParityConfig.from_mapping({"sample_rate": 2})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    feast_parity.plugin.config.ParityConfigError: parity.sample_rate: must be between 0 and 1 (got 2)
+    feast_parity.plugin.config.ParityConfigError: parity.sample_rate: must be between 0 and 1...
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SUPPORTED_STORE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
 
@@ -39,6 +39,14 @@ class CheckThresholds(BaseModel):
     silent_default_fail: float = Field(0.05, ge=0, le=1)
     min_compared: int = Field(30, ge=1)
     fill_value_ratio: float = Field(5.0, gt=1)
+
+    @model_validator(mode="after")
+    def _warn_not_above_fail(self) -> CheckThresholds:
+        for name in ("psi", "mismatch", "stale", "silent_default"):
+            warn, fail = getattr(self, f"{name}_warn"), getattr(self, f"{name}_fail")
+            if warn > fail:
+                raise ValueError(f"{name}_warn ({warn:g}) must not exceed {name}_fail ({fail:g})")
+        return self
 
 
 class ParityConfig(BaseModel):

@@ -28,7 +28,7 @@ from feast.type_map import feast_value_type_to_python_type
 
 from feast_parity.parity.hashing import row_and_value_hashes, schema_fingerprint, to_signed64
 from feast_parity.parity.samplelog import SampleWriter, Snapshot, dumps, encode_json_value
-from feast_parity.parity.sampling import EntityKeyError, Sampler, canonical_entity_key
+from feast_parity.parity.sampling import Sampler, canonical_entity_key
 from feast_parity.plugin.config import ParityConfig
 from feast_parity.plugin.registry import ServedColumn, resolve_served_columns
 
@@ -223,9 +223,7 @@ class ParityProvider(PassthroughProvider):
                 project=project,
             )
             self.writer.submit(Snapshot(rows=len(sampled), payload=snapshot))
-        except EntityKeyError as exc:
-            self.writer.record_hook_error(exc)
-        except Exception as exc:
+        except Exception as exc:  # EntityKeyError (mixed key kinds) included: count, log once
             self.writer.record_hook_error(exc)
 
     # -- writer thread: snapshot -> sample log rows --
@@ -253,6 +251,11 @@ class ParityProvider(PassthroughProvider):
                     (column, position[column.output_name])
                 )
         service = snap.features.name if isinstance(snap.features, FeatureService) else None
+        # the schema of a view's served columns is the same for every row of the snapshot
+        fingerprints = {
+            view: to_signed64(schema_fingerprint({c.feature: c.declared_type for c, _ in cols}))
+            for view, cols in by_view.items()
+        }
         rows: list[dict[str, Any]] = []
         for row_index, join_keys in zip(snap.sampled_rows, snap.join_keys):
             entity_key = {k: encode_json_value(v) for k, v in join_keys.items()}
@@ -294,9 +297,7 @@ class ParityProvider(PassthroughProvider):
                         "feature_view": view,
                         "event_time": event_time,
                         "row_hash": to_signed64(row_hash),
-                        "schema_fingerprint": to_signed64(
-                            schema_fingerprint({n: t for n, (t, _) in typed.items()})
-                        ),
+                        "schema_fingerprint": fingerprints[view],
                         "features": dumps(cells),
                         "sample_rate": self.parity_config.sample_rate,
                         "seed": self.parity_config.seed,
