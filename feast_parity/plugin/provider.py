@@ -187,6 +187,35 @@ class ParityProvider(PassthroughProvider):
         )
         return response
 
+    # -- offline retrieval hook: training lineage (feast_parity.plugin.lineage) --
+
+    def get_historical_features(  # type: ignore[override]
+        self,
+        config: RepoConfig,
+        feature_views: list[Any],
+        feature_refs: list[str],
+        entity_df: Any,
+        registry: Any,
+        project: str,
+        full_feature_names: bool,
+        **kwargs: Any,
+    ) -> Any:
+        job = super().get_historical_features(
+            config,
+            feature_views,
+            feature_refs,
+            entity_df,
+            registry,
+            project,
+            full_feature_names,
+            **kwargs,
+        )
+        from feast_parity.plugin.lineage import record_training_retrieval
+
+        return record_training_retrieval(
+            self, job, feature_views, feature_refs, registry, project, full_feature_names
+        )
+
     def _observe(
         self,
         features: Any,
