@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ParityProvider", "read_samples", "__version__"]
+__all__ = [
+    "ParityProvider",
+    "TrainingGateError",
+    "lineage",
+    "read_samples",
+    "training_gate",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from feast_parity.plugin.provider import ParityProvider
@@ -22,6 +29,10 @@ def __getattr__(name: str) -> Any:
         from feast_parity.plugin.provider import ParityProvider
 
         return ParityProvider
+    if name in ("lineage", "training_gate", "TrainingGateError", "LineageError"):
+        from feast_parity.plugin import lineage as lineage_module
+
+        return getattr(lineage_module, name)
     if name == "read_samples":
         from feast_parity.parity.samplelog import read_samples
 

@@ -4,4 +4,4 @@
 default. ``feast_parity.cli`` imports the modules listed in ``COMMANDS``.
 """
 
-COMMANDS = ["check"]
+COMMANDS = ["check", "freshness", "lineage"]

@@ -1,8 +1,107 @@
-"""Training lineage: what a training retrieval read, recorded when training materializes it."""
+"""Training lineage and the training gate: which feature versions, how fresh, how trustworthy.
+
+``ParityProvider.get_historical_features`` hands every retrieval job to
+:func:`record_training_retrieval`, which records a training dataset the moment training
+materializes the job (``to_df`` / ``to_arrow``), from the result training already holds.
+:func:`lineage` and :func:`training_gate` answer training's question before it learns.
+"""
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from feast_parity.parity import lineage as store_lineage
+from feast_parity.parity.freshness import freshness_status
+from feast_parity.parity.results import load_runs
+from feast_parity.parity.samplelog import create_engine, ensure_schema, samples_table
+from feast_parity.plugin.config import ParityConfig
+from feast_parity.plugin.registry import definition_fingerprint, describe_view
+
+logger = logging.getLogger("feast_parity")
+
+SERVED_LAG_WINDOW = timedelta(hours=24)
+
+
+class LineageError(ValueError):
+    """Bad input to lineage or the gate (an unknown feature ref); the CLI exits 2."""
+
+
+class TrainingGateError(RuntimeError):
+    """The gate refused: ``offenders`` maps each feature ref to the reasons."""
+
+    def __init__(self, offenders: dict[str, list[str]]):
+        self.offenders = offenders
+        lines = [f"  {ref}: {'; '.join(reasons)}" for ref, reasons in sorted(offenders.items())]
+        super().__init__(f"training gate refused {len(offenders)} feature(s):\n" + "\n".join(lines))
+
+
+# -- recording training retrievals --------------------------------------------------------------
+
+
+def _result_frame(result: Any) -> pd.DataFrame:
+    if isinstance(result, pd.DataFrame):
+        return result
+    return result.to_pandas()  # a pyarrow Table
+
+
+def _record(
+    provider: Any,
+    result: Any,
+    feature_views: list[Any],
+    feature_refs: list[str],
+    project: str,
+    full_feature_names: bool,
+) -> str | None:
+    frame = _result_frame(result)
+    views = {}
+    for view in feature_views:
+        on_demand = type(view).__name__ == "OnDemandFeatureView"
+        views[view.projection.name_to_use()] = (view, on_demand)
+        views.setdefault(view.name, (view, on_demand))
+    features: dict[str, Any] = {}
+    profile: dict[str, Any] = {}
+    for ref in feature_refs:
+        view_name, feature = ref.split(":", 1)
+        found = views.get(view_name)
+        if found is None:
+            continue
+        view, on_demand = found
+        declared = next((str(f.dtype) for f in view.features if f.name == feature), "Invalid")
+        features[ref] = {
+            **describe_view(view, on_demand),
+            "feature": feature,
+            "declared_type": declared,
+        }
+        column = f"{view_name}__{feature}" if full_feature_names else feature
+        if column in frame.columns:
+            sketch = store_lineage.profile_column(frame[column], declared)
+            if sketch is not None:
+                profile[ref] = sketch
+    times = frame["event_timestamp"] if "event_timestamp" in frame.columns else None
+    start = end = None
+    if times is not None and len(times):
+        stamps = pd.to_datetime(times, utc=True)
+        start, end = stamps.min().to_pydatetime(), stamps.max().to_pydatetime()
+    engine = provider.parity_engine()
+    return store_lineage.record_dataset(
+        engine,
+        project=project,
+        feature_refs=feature_refs,
+        row_count=len(frame),
+        entity_start=start,
+        entity_end=end,
+        features=features,
+        profile=profile,
+    )
 
 
 def record_training_retrieval(
@@ -14,5 +113,310 @@ def record_training_retrieval(
     project: str,
     full_feature_names: bool,
 ) -> Any:
-    """Return ``job`` wrapped so that ``to_df``/``to_arrow`` record a training dataset."""
+    """Make ``job`` record a training dataset when it is materialized; return the same job.
+
+    Only ``to_df`` / ``to_arrow`` record (once per job, whichever comes first): a retrieval that
+    training never materializes was not trained on. Recording never raises into training.
+    """
+    if not provider.parity_config.enabled:
+        return job
+    state = {"recorded": False}
+
+    def wrap(method_name: str) -> None:
+        original = getattr(job, method_name)
+
+        def materialize(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if not state["recorded"]:
+                state["recorded"] = True
+                try:
+                    dataset_id = _record(
+                        provider,
+                        result,
+                        feature_views,
+                        list(feature_refs),
+                        project,
+                        full_feature_names,
+                    )
+                    job.parity_dataset_id = dataset_id
+                except Exception as exc:  # lineage must never break training
+                    logger.warning("feast-parity: could not record the training dataset: %r", exc)
+            return result
+
+        setattr(job, method_name, materialize)
+
+    for name in ("to_df", "to_arrow"):
+        if hasattr(job, name):
+            wrap(name)
     return job
+
+
+# -- lineage and the gate ------------------------------------------------------------------------
+
+
+def _open_store(store: Any) -> Any:
+    if isinstance(store, (str, Path)):
+        from feast import FeatureStore
+
+        return FeatureStore(repo_path=str(store))
+    return store
+
+
+def _engine(store: Any) -> sa.Engine:
+    config = ParityConfig.from_repo_config(store.config)
+    engine = create_engine(config.store_url(store.config.repo_path))
+    ensure_schema(engine)
+    return engine
+
+
+def _resolve_refs(store: Any, features: Any) -> list[str]:
+    from feast.feature_service import FeatureService
+
+    if isinstance(features, FeatureService):
+        return [
+            f"{p.name_to_use()}:{f.name}"
+            for p in features.feature_view_projections
+            for f in p.features
+        ]
+    if isinstance(features, str):
+        features = [features]
+    refs = list(features)
+    if not refs:
+        raise LineageError("no feature refs given: pass refs like 'user_engagement:country'")
+    return refs
+
+
+def _view_for_ref(store: Any, ref: str) -> tuple[Any, bool, str]:
+    if ":" not in ref:
+        raise LineageError(f"feature ref {ref!r} is not of the form 'feature_view:feature'")
+    view_name, feature = ref.split(":", 1)
+    view, on_demand = None, False
+    try:
+        view = store.registry.get_feature_view(view_name, store.project)
+    except Exception:
+        try:
+            view, on_demand = (
+                store.registry.get_on_demand_feature_view(view_name, store.project),
+                True,
+            )
+        except Exception:
+            pass
+    if view is None:
+        raise LineageError(
+            f"unknown feature ref {ref!r}: no feature view {view_name!r} in "
+            f"project {store.project!r}"
+        )
+    if feature not in {f.name for f in view.features}:
+        known = ", ".join(sorted(f.name for f in view.features))
+        raise LineageError(f"unknown feature ref {ref!r}: view {view_name!r} has {known}")
+    return view, on_demand, feature
+
+
+def served_lag_percentiles(
+    engine: sa.Engine, feature_view: str, now: datetime, window: timedelta = SERVED_LAG_WINDOW
+) -> dict[str, float | None]:
+    """request time - served event time of a view's samples in the window, p50/p95/p99."""
+    query = (
+        sa.select(samples_table.c.request_time, samples_table.c.event_time)
+        .where(samples_table.c.feature_view == feature_view)
+        .where(samples_table.c.request_time >= (now - window).timestamp())
+        .where(samples_table.c.event_time.is_not(None))
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if not rows:
+        return {"p50": None, "p95": None, "p99": None}
+    lags = np.asarray([r[0] - r[1] for r in rows], dtype=np.float64)
+    p50, p95, p99 = np.percentile(lags, [50, 95, 99])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+
+
+def view_freshness_now(store: Any, view: Any, engine: sa.Engine, now: datetime) -> dict[str, Any]:
+    """Served, materialization and source lag of a batch view against its SLO."""
+    from feast_parity.plugin.check import view_freshness
+
+    served = served_lag_percentiles(engine, view.name, now)
+    lags = view_freshness(store, view, now)
+    status, ratio = freshness_status(
+        lags["slo_seconds"],
+        served["p95"],
+        lags["materialization_lag_seconds"],
+        lags["source_lag_seconds"],
+    )
+    return {
+        "feature_view": view.name,
+        "served_lag_seconds": served,
+        **lags,
+        "status": status,
+        "over_ratio": ratio,
+    }
+
+
+def freshness(
+    store: Any, *, now: datetime | None = None, record: bool = True
+) -> list[dict[str, Any]]:
+    """Freshness of every batch view, worst first; stored as one run when ``record``."""
+    store = _open_store(store)
+    now = now or datetime.now(timezone.utc)
+    engine = _engine(store)
+    views = [
+        view_freshness_now(store, v, engine, now)
+        for v in store.registry.list_feature_views(store.project)
+    ]
+    rank = {"fail": 0, "warn": 1, "ok": 2}
+    views.sort(key=lambda v: (rank[v["status"]], -(v["over_ratio"] or 0.0), v["feature_view"]))
+    if record:
+        store_lineage.record_freshness(engine, store.project, views)
+    return views
+
+
+def _latest_run_with(runs: Sequence[dict[str, Any]], ref: str) -> dict[str, Any] | None:
+    for run in reversed(runs):
+        if any(f["feature"] == ref for f in run["features"]):
+            return run
+    return None
+
+
+def _feature_in(run: dict[str, Any], ref: str) -> dict[str, Any]:
+    return next(f for f in run["features"] if f["feature"] == ref)
+
+
+def lineage(store: Any, features: Any, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """For each feature: where it comes from, its fingerprints now, when it was last trained on
+    (and whether its definition changed since), its freshness and its latest parity status."""
+    store = _open_store(store)
+    now = now or datetime.now(timezone.utc)
+    refs = _resolve_refs(store, features)
+    resolved = [(ref, *_view_for_ref(store, ref)) for ref in refs]
+    engine = _engine(store)
+    datasets = store_lineage.list_datasets(engine, store.project)
+    runs = load_runs(engine, store.project)
+    records = []
+    fresh_cache: dict[str, dict[str, Any]] = {}
+    for ref, view, on_demand, feature in resolved:
+        described = describe_view(view, on_demand)
+        declared = next(str(f.dtype) for f in view.features if f.name == feature)
+        trained = store_lineage.latest_dataset_for(datasets, ref)
+        last_trained = None
+        if trained is not None:
+            then = trained["features"][ref]
+            last_trained = {
+                "dataset_id": trained["dataset_id"],
+                "created_at": trained["created_at"],
+                "row_count": trained["row_count"],
+                "entity_start": trained["entity_start"],
+                "entity_end": trained["entity_end"],
+                "definition_fingerprint": then["definition_fingerprint"],
+                "definition_changed_since": (
+                    then["definition_fingerprint"] != described["definition_fingerprint"]
+                ),
+            }
+        if on_demand:
+            fresh = None
+        else:
+            if view.name not in fresh_cache:
+                fresh_cache[view.name] = view_freshness_now(store, view, engine, now)
+            fresh = fresh_cache[view.name]
+        run = _latest_run_with(runs, ref)
+        parity = None
+        if run is not None:
+            row = _feature_in(run, ref)
+            parity = {
+                "run_id": run["run_id"],
+                "window_end": run["window"]["end"],
+                "status": row["status"],
+                "definition_fingerprint": row.get("definition_fingerprint"),
+                "findings": [f for f in run["findings"] if f.get("feature") == ref],
+            }
+        records.append(
+            {
+                "feature": ref,
+                **described,
+                "declared_type": declared,
+                "last_trained": last_trained,
+                "freshness": fresh,
+                "parity": parity,
+            }
+        )
+    return records
+
+
+def gate_reasons(
+    record: dict[str, Any],
+    runs: Sequence[dict[str, Any]],
+    *,
+    check_freshness: bool = True,
+    require_parity: bool = True,
+) -> list[str]:
+    """Why the gate refuses one feature (empty: it passes)."""
+    reasons = []
+    ref = record["feature"]
+    parity = record["parity"]
+    if parity is not None:
+        for finding in parity["findings"]:
+            if finding["severity"] == "fail":
+                reasons.append(f"open fail finding {finding['kind']}: {finding['message']}")
+    fresh = record["freshness"]
+    if check_freshness and fresh is not None and fresh["status"] == "fail":
+        reasons.append(
+            f"view {fresh['feature_view']} is over its freshness SLO ({fresh['slo_source']})"
+        )
+    if require_parity:
+        current = record["definition_fingerprint"]
+        clean = [
+            r
+            for r in runs
+            if any(
+                f["feature"] == ref
+                and f["status"] != "fail"
+                and not any(
+                    x.get("feature") == ref and x["severity"] == "fail" for x in r["findings"]
+                )
+                for f in r["features"]
+            )
+        ]
+        if not clean:
+            reasons.append("no clean parity run has checked this feature yet")
+        else:
+            last = _feature_in(clean[-1], ref).get("definition_fingerprint")
+            if last != current:
+                reasons.append(
+                    f"definition changed since its last clean parity run "
+                    f"{clean[-1]['run_id']} ({last} -> {current})"
+                )
+    return reasons
+
+
+def training_gate(
+    store: Any,
+    features: Any,
+    *,
+    on_fail: str = "raise",
+    check_freshness: bool = True,
+    require_clean_parity: bool = True,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Refuse to train on features with an open fail finding, over their freshness SLO, or whose
+    definition changed since their last clean parity run. Returns the lineage records.
+
+    ``on_fail="warn"`` issues a ``UserWarning`` instead of raising ``TrainingGateError``.
+    """
+    if on_fail not in ("raise", "warn"):
+        raise LineageError(f"on_fail must be 'raise' or 'warn', got {on_fail!r}")
+    store = _open_store(store)
+    records = lineage(store, features, now=now)
+    runs = load_runs(_engine(store), store.project)
+    offenders = {}
+    for record in records:
+        reasons = gate_reasons(
+            record, runs, check_freshness=check_freshness, require_parity=require_clean_parity
+        )
+        record["gate"] = {"passed": not reasons, "reasons": reasons}
+        if reasons:
+            offenders[record["feature"]] = reasons
+    if offenders:
+        error = TrainingGateError(offenders)
+        if on_fail == "raise":
+            raise error
+        warnings.warn(str(error), UserWarning, stacklevel=2)
+    return records

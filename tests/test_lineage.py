@@ -1,0 +1,145 @@
+"""Freshness, training lineage and the training gate on a real demo repo."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from feast import FeatureStore
+
+from feast_parity import demo, lineage, training_gate
+from feast_parity.cli import main as cli
+from feast_parity.parity import lineage as stored
+from feast_parity.plugin.check import run_check
+from feast_parity.plugin.lineage import LineageError, TrainingGateError
+from feast_parity.plugin.registry import describe_view
+
+TRAIN_REFS = ["user_engagement:click_through_rate", "user_engagement:country"]
+
+
+def train(repo, users=range(1001, 1101), refs=TRAIN_REFS, method="to_df"):
+    store = FeatureStore(repo_path=str(repo))
+    now = datetime.now(timezone.utc)
+    entity_df = pd.DataFrame({"user_id": list(users), "event_timestamp": now - timedelta(hours=1)})
+    job = store.get_historical_features(entity_df=entity_df, features=refs)
+    result = getattr(job, method)()
+    return store, job, result
+
+
+def engine_of(repo):
+    from feast_parity.parity.samplelog import create_engine
+
+    return create_engine(f"sqlite:///{repo}/data/parity.db")
+
+
+def test_freshness_reports_a_view_materialized_three_days_ago(build_repo, tmp_path, capsys):
+    now = datetime.now(timezone.utc)
+    repo = build_repo(materialize=False)
+    demo.materialize(repo, end=now - timedelta(days=3), views=["user_engagement"], days=6)
+    demo.materialize(repo, end=now, views=["video_stats"], days=6)
+    out = tmp_path / "fresh.json"
+    code = cli(["freshness", "--repo", str(repo), "--json", str(out)])
+    assert code == 1
+    views = {v["feature_view"]: v for v in json.loads(out.read_text())["feature_views"]}
+    user = views["user_engagement"]
+    assert user["status"] == "fail"
+    assert user["materialization_lag_seconds"] == pytest.approx(3 * 86400, abs=600)
+    assert views["video_stats"]["status"] == "ok"
+    assert views["video_stats"]["materialization_lag_seconds"] < 600
+    text = capsys.readouterr().out
+    assert text.index("user_engagement") < text.index("video_stats")  # worst first
+    cli(["freshness", "--repo", str(repo)])
+    history = stored.freshness_history(engine_of(repo), "video_recs", "user_engagement")
+    assert len(history) == 2 and all(h["status"] == "fail" for h in history)
+
+
+def test_training_retrieval_is_recorded_with_refs_rows_and_fingerprints(build_repo):
+    repo = build_repo(sample_rate=0.0)
+    store, job, frame = train(repo)
+    datasets = stored.list_datasets(engine_of(repo), "video_recs")
+    assert len(datasets) == 1
+    dataset = datasets[0]
+    assert dataset["dataset_id"] == job.parity_dataset_id
+    assert dataset["feature_refs"] == TRAIN_REFS
+    assert dataset["row_count"] == len(frame) == 100
+    view = store.get_feature_view("user_engagement")
+    expected = describe_view(view, False)
+    recorded = dataset["features"]["user_engagement:country"]
+    assert recorded["definition_fingerprint"] == expected["definition_fingerprint"]
+    assert recorded["schema_fingerprint"] == expected["schema_fingerprint"]
+    assert recorded["source"]["path"].endswith("user_engagement.parquet")
+    assert recorded["owner"] == "recs-team@example.com" and recorded["ttl_seconds"] == 86400
+    assert recorded["materialization_intervals"]  # materialized by the fixture
+    profile = dataset["profile"]["user_engagement:click_through_rate"]
+    assert profile["kind"] == "numeric" and profile["rows"] == 100
+    assert sum(profile["histogram"]["counts"]) == frame["click_through_rate"].notna().sum()
+    # materializing as Arrow records too; a job never materialized records nothing
+    train(repo, method="to_arrow")
+    store.get_historical_features(
+        entity_df=pd.DataFrame(
+            {"user_id": [1001], "event_timestamp": [datetime.now(timezone.utc)]}
+        ),
+        features=TRAIN_REFS,
+    )
+    assert len(stored.list_datasets(engine_of(repo), "video_recs")) == 2
+
+
+def test_gate_refuses_after_a_definition_change_until_a_clean_check(build_repo):
+    repo = build_repo(sample_rate=1.0)
+    store = FeatureStore(repo_path=str(repo))
+    demo.serve(store, 20, users=300, videos=100)
+    store._get_provider().flush_samples()
+    with pytest.raises(TrainingGateError, match="no clean parity run"):
+        training_gate(repo, TRAIN_REFS)
+    run_check(repo, until=datetime.now(timezone.utc) + timedelta(seconds=1))
+    records = training_gate(repo, TRAIN_REFS)
+    assert all(r["gate"]["passed"] for r in records)
+    before = records[0]["definition_fingerprint"]
+    train(repo)
+
+    features = (repo / "features.py").read_text()
+    (repo / "features.py").write_text(
+        features.replace(
+            'ttl=timedelta(days=1),\n    schema=[\n        Field(name="click_through_rate"',
+            'ttl=timedelta(days=2),\n    schema=[\n        Field(name="click_through_rate"',
+        )
+    )
+    demo.feast_apply(repo)
+    after = lineage(repo, TRAIN_REFS)
+    assert after[0]["definition_fingerprint"] != before
+    assert after[0]["last_trained"]["definition_changed_since"] is True
+    with pytest.raises(TrainingGateError) as refused:
+        training_gate(repo, TRAIN_REFS)
+    assert "definition changed since its last clean parity run" in str(refused.value)
+    assert set(refused.value.offenders) == set(TRAIN_REFS)
+    with pytest.warns(UserWarning, match="training gate refused"):
+        training_gate(repo, TRAIN_REFS, on_fail="warn")
+    store = FeatureStore(repo_path=str(repo))
+    demo.serve(store, 5, users=300, videos=100)
+    store._get_provider().flush_samples()
+    run_check(repo, until=datetime.now(timezone.utc) + timedelta(seconds=2))
+    assert all(r["gate"]["passed"] for r in training_gate(repo, TRAIN_REFS))
+
+
+def test_bad_input_gives_clear_messages(build_repo, capsys):
+    repo = build_repo(sample_rate=0.0)
+    with pytest.raises(LineageError, match="unknown feature ref 'nope:x'"):
+        lineage(repo, ["nope:x"])
+    with pytest.raises(LineageError, match="view 'user_engagement' has"):
+        lineage(repo, ["user_engagement:nope"])
+    assert cli(["lineage", "user_engagement:nope", "--repo", str(repo)]) == 2
+    assert "unknown feature ref" in capsys.readouterr().err
+    # no training record: said plainly, not an error
+    assert cli(["lineage", "user_engagement:country", "--repo", str(repo)]) == 0
+    assert "never (no training dataset recorded" in capsys.readouterr().out
+    # a malformed SLO tag names the view and the tag
+    features = (repo / "features.py").read_text()
+    (repo / "features.py").write_text(
+        features.replace('"parity.freshness_slo": "12h"', '"parity.freshness_slo": "12 hours"')
+    )
+    demo.feast_apply(repo)
+    assert cli(["freshness", "--repo", str(repo)]) == 2
+    err = capsys.readouterr().err
+    assert "user_engagement" in err and "parity.freshness_slo" in err and "Traceback" not in err
