@@ -24,7 +24,7 @@ from feast_parity.parity.freshness import freshness_status
 from feast_parity.parity.results import load_runs
 from feast_parity.parity.samplelog import create_engine, ensure_schema, samples_table
 from feast_parity.plugin.config import ParityConfig
-from feast_parity.plugin.registry import definition_fingerprint, describe_view
+from feast_parity.plugin.registry import describe_view
 
 logger = logging.getLogger("feast_parity")
 
