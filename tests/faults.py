@@ -55,6 +55,13 @@ def write_online(
             values[field.name] = planted
         ts: datetime = pd.Timestamp(record["event_timestamp"]).to_pydatetime()
         batch.append((entity, values, ts, ts))
+    online = store.config.online_store
+    if getattr(online, "skip_dedup", None) is False:
+        # Redis keeps the stored row when a write carries the same event time (Feast's write
+        # dedup), so a fault planted at the row's own event time would be dropped silently. A
+        # faulty writer would have written it first; here it replaces the row, so dedup is off
+        # for this store instance only (a fresh FeatureStore per call).
+        online.skip_dedup = True
     provider = store._get_provider()
     provider.online_write_batch(store.config, view, batch, progress=None)
     return len(batch)

@@ -28,6 +28,22 @@ def train(repo, users=range(1001, 1101), refs=TRAIN_REFS, method="to_df"):
     return store, job, result
 
 
+def serve_users(repo, requests, seed=0):
+    """Serve requests of 10 distinct users each (many distinct entities: stable distributions)."""
+    import numpy as np
+
+    store = FeatureStore(repo_path=str(repo))
+    rng = np.random.default_rng(seed)
+    for _ in range(requests):
+        users = rng.choice(300, size=10, replace=False) + demo.FIRST_USER
+        rows = [{"user_id": int(u), "video_id": demo.FIRST_VIDEO} for u in users]
+        store.get_online_features(
+            TRAIN_REFS + ["user_engagement:watch_minutes", "user_engagement:sessions"],
+            entity_rows=rows,
+        )
+    assert store._get_provider().flush_samples()
+
+
 def engine_of(repo):
     from feast_parity.parity.samplelog import create_engine
 
@@ -97,7 +113,7 @@ def test_gate_refuses_after_a_definition_change_until_a_clean_check(build_repo):
     records = training_gate(repo, TRAIN_REFS)
     assert all(r["gate"]["passed"] for r in records)
     before = records[0]["definition_fingerprint"]
-    train(repo)
+    train(repo, users=range(1001, 1301))
 
     features = (repo / "features.py").read_text()
     (repo / "features.py").write_text(
@@ -116,9 +132,7 @@ def test_gate_refuses_after_a_definition_change_until_a_clean_check(build_repo):
     assert set(refused.value.offenders) == set(TRAIN_REFS)
     with pytest.warns(UserWarning, match="training gate refused"):
         training_gate(repo, TRAIN_REFS, on_fail="warn")
-    store = FeatureStore(repo_path=str(repo))
-    demo.serve(store, 5, users=300, videos=100)
-    store._get_provider().flush_samples()
+    serve_users(repo, 40, seed=5)
     run_check(repo, until=datetime.now(timezone.utc) + timedelta(seconds=2))
     assert all(r["gate"]["passed"] for r in training_gate(repo, TRAIN_REFS))
 
@@ -143,3 +157,63 @@ def test_bad_input_gives_clear_messages(build_repo, capsys):
     assert cli(["freshness", "--repo", str(repo)]) == 2
     err = capsys.readouterr().err
     assert "user_engagement" in err and "parity.freshness_slo" in err and "Traceback" not in err
+
+
+def test_training_example_refuses_then_trains_after_a_clean_check(build_repo):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "train_with_gate.py"
+    repo = build_repo(sample_rate=1.0)
+    refused = subprocess.run(
+        [sys.executable, str(example), "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 1 and "no clean parity run" in refused.stderr
+    store = FeatureStore(repo_path=str(repo))
+    demo.serve(store, 20, users=300, videos=100)
+    store._get_provider().flush_samples()
+    run_check(repo, until=datetime.now(timezone.utc) + timedelta(seconds=1))
+    trained = subprocess.run(
+        [sys.executable, str(example), "--repo", str(repo)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert trained.returncode == 0, trained.stderr
+    import re
+
+    assert re.search(r"training on \d+ rows; dataset id [0-9a-f]{32}", trained.stdout)
+    assert len(stored.list_datasets(engine_of(repo), "video_recs")) == 1
+
+
+def test_check_finds_drift_of_served_values_against_the_training_profile(build_repo):
+    """Training read watch_minutes; then the data (offline and online alike) shifts x3.
+    Served and offline still agree, so only served-vs-trained drift can see it."""
+    repo = build_repo(sample_rate=1.0)
+    train(
+        repo,
+        users=range(1001, 1301),
+        refs=["user_engagement:watch_minutes", "user_engagement:sessions"],
+    )
+    source = repo / "data" / "user_engagement.parquet"
+    frame = pd.read_parquet(source)
+    frame["watch_minutes"] = frame["watch_minutes"] * 3.0
+    frame.to_parquet(source)
+    demo.materialize(repo, days=6)
+    serve_users(repo, 40)
+    report = run_check(repo)
+    rows = {f["feature"]: f for f in report["features"]}
+    shifted = rows["user_engagement:watch_minutes"]
+    assert shifted["psi_vs_training"] >= 0.25 and shifted["mismatch_rate"] == 0.0
+    assert rows["user_engagement:sessions"]["psi_vs_training"] < 0.1
+    trained_findings = [
+        f for f in report["findings"] if f["evidence"].get("reference") == "training"
+    ]
+    assert [(f["feature"], f["severity"]) for f in trained_findings] == [
+        ("user_engagement:watch_minutes", "fail")
+    ]
+    assert rows["user_engagement:click_through_rate"]["psi_vs_training"] is None  # not trained

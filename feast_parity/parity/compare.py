@@ -17,12 +17,13 @@ Row semantics (docs/checks.md):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from feast_parity.parity.cohorts import CohortSlices
 from feast_parity.parity.sketches import CategoricalHistogram, NumericHistogram, quantile_edges
 from feast_parity.parity.stats import ks_2samp, psi
 
@@ -156,6 +157,21 @@ class FeatureComparison:
     offline_reservoir: list[float] = field(default_factory=list)
     reservoir_seen: int = 0
     mismatch_examples: list[dict[str, Any]] = field(default_factory=list)
+    # "served vs trained-on": the latest training profile of the feature, and the served values
+    # binned with the profile's own edges/categories
+    training_hist: NumericHistogram | CategoricalHistogram | None = None
+    training_dataset_id: str | None = None
+    training_online_hist: NumericHistogram | CategoricalHistogram | None = None
+
+    def set_training_reference(
+        self, hist: NumericHistogram | CategoricalHistogram, dataset_id: str
+    ) -> None:
+        """Compare served values with what training read, binned as training was."""
+        self.training_hist = hist
+        self.training_dataset_id = dataset_id
+        self.training_online_hist = hist.empty_like()
+    max_cohorts: int = 50
+    cohorts: CohortSlices | None = None  # per-cohort counters, when dimensions are configured
 
     @property
     def kind(self) -> str:
@@ -177,8 +193,13 @@ class FeatureComparison:
         offline_type: str | None,
         stale_lag_seconds: np.ndarray | None = None,
         entity_keys: Sequence[str] | None = None,
+        cohort_labels: Mapping[str, Sequence[str] | np.ndarray] | None = None,
+        cohort_entities: np.ndarray | None = None,
     ) -> None:
-        """Add one chunk of aligned rows (all arrays have one entry per sampled row)."""
+        """Add one chunk of aligned rows (all arrays have one entry per sampled row).
+
+        ``cohort_labels`` maps each cohort dimension to the row's cohort label, and
+        ``cohort_entities`` holds a hash of the row's entity (cohorts.py)."""
         n = len(online_values)
         if n == 0:
             return
@@ -216,6 +237,7 @@ class FeatureComparison:
                 )
 
         # stale_serving
+        stale = np.zeros(n, dtype=bool)
         if stale_lag_seconds is not None and not self.on_demand:
             stale = np.nan_to_num(stale_lag_seconds, nan=0.0) > 0
             self.stale_rows += int(stale.sum())
@@ -233,6 +255,60 @@ class FeatureComparison:
 
         # distributions of served vs offline-at-request values of the same rows
         self._update_distributions(online, at_request, online_null, request_null)
+
+        if cohort_labels:
+            self._update_cohorts(
+                cohort_labels,
+                compare,
+                differs,
+                stale,
+                stale_lag_seconds,
+                offline_real,
+                online_null,
+                online,
+                at_request,
+                lambda i: {
+                    "entity": entity_keys[i] if entity_keys is not None else None,
+                    "online": _jsonable(online_values[i]),
+                    "offline": _jsonable(offline_at_event[i]),
+                },
+                cohort_entities,
+            )
+
+    def _update_cohorts(
+        self,
+        labels: Mapping[str, Sequence[str] | np.ndarray],
+        compare: np.ndarray,
+        differs: np.ndarray,
+        stale: np.ndarray,
+        stale_lag_seconds: np.ndarray | None,
+        offline_real: np.ndarray,
+        online_null: np.ndarray,
+        online: np.ndarray,
+        at_request: np.ndarray,
+        example: Any,
+        entities: np.ndarray | None = None,
+    ) -> None:
+        """The same row outcomes, counted per cohort; candidate fill-value rows are tallied per
+        cohort so that ``result()`` applies the feature's fill values to cohorts too."""
+        if self.cohorts is None:
+            self.cohorts = CohortSlices(max_cohorts=self.max_cohorts)
+        candidate = None
+        if self.kind != "other":
+            candidate = ~online_null & offline_real & ~equal_values(at_request, online)
+        self.cohorts.update(
+            labels,
+            compared=compare,
+            differs=differs,
+            stale=stale,
+            offline_real=offline_real,
+            online_null=online_null,
+            default_candidate=candidate,
+            candidate_values=online,
+            stale_lags=None if self.on_demand else stale_lag_seconds,
+            example=example,
+            entity_hashes=entities,
+        )
 
     def _tally(
         self,
@@ -296,6 +372,8 @@ class FeatureComparison:
             self.online_hist.update(on)
             self.offline_hist.update(off)
             self._reservoir(on, off)
+            if isinstance(self.training_online_hist, NumericHistogram):
+                self.training_online_hist.update(on)
         elif self.kind == "categorical":
             on_labels = np.asarray([str(v) for v in online[~online_null]], dtype=object)
             off_labels = np.asarray([str(v) for v in at_request[~request_null]], dtype=object)
@@ -308,6 +386,8 @@ class FeatureComparison:
                 self.offline_hist.update(off_labels)
             assert self.online_hist is not None
             self.online_hist.update(on_labels)
+            if isinstance(self.training_online_hist, CategoricalHistogram):
+                self.training_online_hist.update(on_labels)
 
     def _reservoir(self, online: np.ndarray, offline: np.ndarray) -> None:
         """Bounded uniform samples of each side for an exact KS on up to RESERVOIR_SIZE rows."""
@@ -360,6 +440,7 @@ class FeatureComparison:
             "mismatch_rate": _rate(mismatches, self.compared),
             "mismatches": mismatches,
             "stale_rate": _rate(self.stale_rows, self.rows) if not self.on_demand else None,
+            "stale_rows": self.stale_rows if not self.on_demand else None,
             "stale_lag_seconds": _percentiles(self.stale_lags),
             "silent_default_rate": _rate(defaults, self.offline_real),
             "silent_defaults": defaults,
@@ -367,6 +448,8 @@ class FeatureComparison:
             "online_null_rate": _rate(self.online_nulls, self.rows),
             "offline_null_rate": _rate(self.offline_nulls, self.rows),
             "psi": psi_value,
+            "psi_vs_training": self._psi_vs_training(),
+            "training_dataset_id": self.training_dataset_id,
             "ks_statistic": ks_stat,
             "ks_pvalue": ks_p,
             "online_type": online_type,
@@ -374,7 +457,19 @@ class FeatureComparison:
             "declared_at_serving": sorted(self.declared_at_serving),
             "mismatch_examples": self.mismatch_examples,
             "histogram": self._histogram_dict(),
+            **(
+                {"cohort_slices": self.cohorts.result(fills, self.on_demand)}
+                if self.cohorts is not None
+                else {}
+            ),
         }
+
+    def _psi_vs_training(self) -> float | None:
+        if self.training_hist is None or self.training_online_hist is None:
+            return None
+        if self.training_hist.total == 0 or self.training_online_hist.total == 0:
+            return None
+        return float(psi(self.training_hist.counts, self.training_online_hist.counts))
 
     def _drift(self) -> tuple[float | None, float | None, float | None]:
         if self.online_hist is None or self.offline_hist is None:

@@ -23,6 +23,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from feast_parity.parity.cohorts import (
+    NULL,
+    Dimension,
+    entity_hashes,
+    key_label,
+    parse_dimensions,
+    value_label,
+)
 from feast_parity.parity.compare import FeatureComparison, ViewFreshness
 from feast_parity.parity.freshness import parse_duration
 from feast_parity.parity.report import build_report
@@ -36,6 +44,7 @@ from feast_parity.parity.samplelog import (
     redact_url,
 )
 from feast_parity.plugin.config import ParityConfig, ParityConfigError
+from feast_parity.plugin.registry import definition_fingerprint
 
 logger = logging.getLogger("feast_parity")
 
@@ -158,14 +167,42 @@ class ParityCheck:
             raise CheckError(
                 f"cannot open the parity store {redact_url(self.url)}: {exc}"
             ) from None
+        self.notes: list[str] = []
+        self.dimensions = self._cohort_dimensions()
+        self.training_profiles = self._training_profiles()
         self.views: dict[str, _ViewState] = {}
         self.deleted_views: dict[str, int] = {}
-        self.notes: list[str] = []
         self.timings = {"offline_seconds": 0.0, "compare_seconds": 0.0, "read_seconds": 0.0}
+
+    def _training_profiles(self) -> dict[str, tuple[Any, str]]:
+        """Per feature ref: the newest training profile (histogram, dataset id), if any."""
+        from feast_parity.parity.lineage import histogram_from_profile, list_datasets
+
+        profiles: dict[str, tuple[Any, str]] = {}
+        try:
+            datasets = list_datasets(self.engine, self.store.project)
+        except Exception as exc:  # lineage is optional: note it, never fail the check on it
+            self.notes.append(f"could not read training profiles: {exc}")
+            return profiles
+        for dataset in datasets:  # newest first
+            for ref, profile in dataset["profile"].items():
+                if ref in profiles or not profile.get("histogram"):
+                    continue
+                try:
+                    profiles[ref] = (histogram_from_profile(profile), dataset["dataset_id"])
+                except (KeyError, ValueError):
+                    continue
+        return profiles
 
     # -- main loop --
 
     def run(self, store_results: bool = True) -> dict[str, Any]:
+        from feast_parity.plugin.lineage import not_training
+
+        with not_training():  # the check's own retrievals are not training datasets
+            return self._run(store_results)
+
+    def _run(self, store_results: bool) -> dict[str, Any]:
         total = count_samples(self.engine, since=self.since, until=self.until)
         done = 0
         read_started = time.perf_counter()
@@ -174,8 +211,15 @@ class ParityCheck:
         ):
             self.timings["read_seconds"] += time.perf_counter() - read_started
             frame = chunk.to_pandas()
+            labels = self._cohort_labels(frame) if self.dimensions else None
             for view_name, rows in frame.groupby("feature_view", sort=True):
-                self._check_view_chunk(str(view_name), rows.reset_index(drop=True))
+                self._check_view_chunk(
+                    str(view_name),
+                    rows.reset_index(drop=True),
+                    None
+                    if labels is None
+                    else {d: v.loc[rows.index].to_numpy() for d, v in labels.items()},
+                )
             done += chunk.num_rows
             if self.progress:
                 self.progress(done, total)
@@ -201,6 +245,7 @@ class ParityCheck:
             notes=self.notes,
             project=self.store.project,
             timings=self.timings,
+            cohorts=self.config.cohorts if self.dimensions else None,
         )
         if store_results:
             store_run(self.engine, report)
@@ -208,7 +253,12 @@ class ParityCheck:
 
     # -- per chunk and view --
 
-    def _check_view_chunk(self, view_name: str, rows: pd.DataFrame) -> None:
+    def _check_view_chunk(
+        self,
+        view_name: str,
+        rows: pd.DataFrame,
+        cohort_labels: dict[str, np.ndarray] | None = None,
+    ) -> None:
         found = _lookup_view(self.store, view_name)
         if found is None:
             self.deleted_views[view_name] = self.deleted_views.get(view_name, 0) + len(rows)
@@ -244,6 +294,12 @@ class ParityCheck:
             lag = (request_times - event_times).dt.total_seconds().to_numpy(dtype=np.float64)
             state.freshness.update(lag)
         entity_labels = [json.dumps(k, sort_keys=True) for k in keys]
+        units = None
+        if cohort_labels:
+            # the unit whose rows share one fate: the view's entity (all keys for on-demand)
+            unit_keys = None if on_demand else [c.name for c in view.entity_columns]
+            decoded = [{k: decode_json_value(v) for k, v in row.items()} for row in keys]
+            units = entity_hashes(decoded, unit_keys)
         for name in served:
             comparison = state.features.get(name)
             declared = declared_now.get(name) or next(
@@ -256,8 +312,12 @@ class ParityCheck:
                     fill_values=self.config.fill_values,
                     on_demand=on_demand,
                     seed=self.config.seed,
+                    max_cohorts=self.config.cohorts.max_cohorts,
                 )
                 state.features[name] = comparison
+                reference = self.training_profiles.get(comparison.feature)
+                if reference is not None:
+                    comparison.set_training_reference(*reference)
             present = [name in row for row in cells]
             online_values = [
                 decode_json_value(row[name][0]) if name in row else None for row in cells
@@ -285,6 +345,8 @@ class ParityCheck:
                 offline_type,
                 stale_lag,
                 entity_labels,
+                cohort_labels=cohort_labels,
+                cohort_entities=units,
             )
         self.timings["compare_seconds"] += time.perf_counter() - started
 
@@ -415,7 +477,10 @@ class ParityCheck:
         left["__event_time"] = pd.to_datetime(event_times, utc=True).to_numpy()
         left["__i"] = np.arange(n)
         right = newer[[*join_keys, ts_field]].rename(columns={ts_field: "__offline_time"})
-        right["__offline_time"] = pd.to_datetime(right["__offline_time"], utc=True)
+        # merge_asof needs one resolution on both sides: PostgreSQL answers in us, pandas in ns
+        right["__offline_time"] = pd.to_datetime(right["__offline_time"], utc=True).astype(
+            "datetime64[ns, UTC]"
+        )
         for k in join_keys:
             if left[k].dtype != right[k].dtype:
                 try:
@@ -451,6 +516,127 @@ class ParityCheck:
         exact[at_event["__i"].to_numpy()] = True
         return lags, exact
 
+    # -- cohort slices --
+
+    def _cohort_dimensions(self) -> list[Dimension]:
+        """The configured dimensions, checked against the registry (CheckError names the key):
+        a feature dimension must be a String, Bool or integer feature of a batch feature view,
+        a key dimension a join key of an entity."""
+        dims = parse_dimensions(self.config.cohorts.dimensions)
+        where = "parity.cohorts.dimensions"
+        join_keys: set[str] | None = None
+        for dim in dims:
+            if dim.is_key:
+                if join_keys is None:
+                    entities = self.store.registry.list_entities(self.store.project)
+                    join_keys = {e.join_key for e in entities}
+                if dim.key not in join_keys:
+                    raise CheckError(
+                        f"{where}: {dim.spec!r}: {dim.key!r} is not a join key of any entity "
+                        f"(join keys: {', '.join(sorted(join_keys)) or 'none'})"
+                    )
+                continue
+            found = _lookup_view(self.store, str(dim.feature_view))
+            if found is None or found[1]:
+                what = "an on-demand feature view" if found else "not a feature view"
+                raise CheckError(
+                    f"{where}: {dim.spec!r}: {dim.feature_view!r} is {what}; a dimension must "
+                    "be a feature of a batch feature view"
+                )
+            declared = {f.name: str(f.dtype) for f in found[0].features}
+            if dim.feature not in declared:
+                raise CheckError(
+                    f"{where}: {dim.spec!r}: feature view {dim.feature_view!r} has no feature "
+                    f"{dim.feature!r}"
+                )
+            if declared[dim.feature] not in ("String", "Bool", "Int32", "Int64"):
+                raise CheckError(
+                    f"{where}: {dim.spec!r} is {declared[dim.feature]}; a dimension feature must "
+                    "be String, Bool, Int32 or Int64 (bucket numbers upstream, or slice by a "
+                    "join key bucket)"
+                )
+        return dims
+
+    def _cohort_labels(self, frame: pd.DataFrame) -> dict[str, pd.Series]:
+        """Per dimension, the cohort label of every log row of a chunk.
+
+        A key bucket comes from the row's logged entity key. A feature dimension is the
+        feature's *offline* value for the row's entity at request time, asked through
+        ``get_historical_features`` once per chunk and dimension view (the value training saw;
+        a served value could itself be the fault). Rows whose entity key lacks the view's join
+        keys, or with no offline value, are ``(null)``."""
+        n = len(frame)
+        keys = [
+            {k: decode_json_value(v) for k, v in json.loads(text).items()}
+            for text in frame["entity_key"]
+        ]
+        labels: dict[str, np.ndarray] = {}
+        by_view: dict[str, list[Dimension]] = {}
+        for dim in self.dimensions:
+            if dim.is_key:
+                labels[dim.spec] = np.asarray(
+                    [key_label(row.get(str(dim.key)), dim) for row in keys], dtype=object
+                )
+            else:
+                by_view.setdefault(str(dim.feature_view), []).append(dim)
+        if by_view:
+            request_times = pd.to_datetime(frame["request_time"], utc=True).reset_index(drop=True)
+            started = time.perf_counter()
+            for view_name, dims in by_view.items():
+                values = self._dimension_values(
+                    view_name, [str(d.feature) for d in dims], keys, request_times
+                )
+                for dim in dims:
+                    column = values.get(str(dim.feature))
+                    labels[dim.spec] = np.asarray(
+                        [value_label(v) for v in column] if column is not None else [NULL] * n,
+                        dtype=object,
+                    )
+            self.timings["offline_seconds"] += time.perf_counter() - started
+        # aligned with the chunk frame's index, so a view's rows select their labels by index
+        return {d: pd.Series(v, index=frame.index) for d, v in labels.items()}
+
+    def _dimension_values(
+        self,
+        view_name: str,
+        features: list[str],
+        keys: list[dict[str, Any]],
+        request_times: pd.Series,
+    ) -> dict[str, list[Any]]:
+        """Offline values of ``features`` of a batch view at request time, per row (None where
+        the row's entity key lacks the view's join keys or the store has no value)."""
+        found = _lookup_view(self.store, view_name)
+        n = len(keys)
+        if found is None or found[1] or n == 0:
+            return {}
+        join_keys = [c.name for c in found[0].entity_columns]
+        usable = np.asarray([all(k in row for k in join_keys) for row in keys], dtype=bool)
+        if not usable.any():
+            return {}
+        rows = pd.DataFrame([{k: keys[i][k] for k in join_keys} for i in np.flatnonzero(usable)])
+        rows["event_timestamp"] = request_times[usable].to_numpy()
+        on = [*join_keys, "event_timestamp"]
+        entity_df = rows.drop_duplicates(on).reset_index(drop=True)
+        entity_df[ROW_ID] = np.arange(len(entity_df), dtype=np.int64)
+        row_ids = rows.merge(entity_df, on=on, how="left")[ROW_ID].to_numpy()
+        refs = [f"{view_name}:{name}" for name in features]
+        try:
+            result = self.store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+        except Exception as exc:
+            self.notes.append(
+                f"offline retrieval of cohort dimensions of {view_name} failed: {exc}"
+            )
+            return {}
+        result = result.drop_duplicates(ROW_ID).set_index(ROW_ID)
+        ids = np.full(n, -1, dtype=np.int64)
+        ids[usable] = row_ids
+        out = {}
+        for name in features:
+            column = name if name in result.columns else f"{view_name}__{name}"
+            if column in result.columns:
+                out[name] = _pylist(result[column].reindex(ids))
+        return out
+
     # -- results --
 
     def _feature_results(self) -> list[dict[str, Any]]:
@@ -459,6 +645,7 @@ class ParityCheck:
         for view_name, state in sorted(self.views.items()):
             found = _lookup_view(self.store, view_name)
             declared_now = {f.name: str(f.dtype) for f in found[0].features} if found else {}
+            fingerprint = definition_fingerprint(found[0], found[1]) if found else None
             for name, comparison in sorted(state.features.items()):
                 result = comparison.result(ratio=thresholds.fill_value_ratio)
                 result["feature"] = comparison.feature
@@ -466,6 +653,7 @@ class ParityCheck:
                 result["declared"] = declared_now.get(name)
                 result["missing_offline"] = name in state.missing_offline
                 result["on_demand"] = comparison.on_demand
+                result["definition_fingerprint"] = fingerprint
                 out.append(result)
         return out
 

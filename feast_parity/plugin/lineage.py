@@ -8,9 +8,11 @@ materializes the job (``to_df`` / ``to_arrow``), from the result training alread
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,21 @@ from feast_parity.plugin.config import ParityConfig
 from feast_parity.plugin.registry import describe_view
 
 logger = logging.getLogger("feast_parity")
+
+# Retrievals made by feast-parity itself (the check job) are not training datasets.
+_not_training: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "feast_parity_not_training", default=False
+)
+
+
+@contextlib.contextmanager
+def not_training() -> Iterator[None]:
+    """Within this block, materialized retrievals are not recorded as training datasets."""
+    token = _not_training.set(True)
+    try:
+        yield
+    finally:
+        _not_training.reset(token)
 
 SERVED_LAG_WINDOW = timedelta(hours=24)
 
@@ -127,7 +144,7 @@ def record_training_retrieval(
 
         def materialize(*args: Any, **kwargs: Any) -> Any:
             result = original(*args, **kwargs)
-            if not state["recorded"]:
+            if not state["recorded"] and not _not_training.get():
                 state["recorded"] = True
                 try:
                     dataset_id = _record(
