@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: install demo test lint bench-serve bench-check clean
+.PHONY: install demo test lint bench-serve bench-check bench-load clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench-serve: install
 
 bench-check: install
 	$(PY) benchmarks/check_throughput.py --out docs/performance.md
+
+bench-load: install
+	$(PY) benchmarks/serve_load.py --out docs/performance.md
 
 clean:
 	rm -rf $(VENV) feast_repo/data .pytest_cache .hypothesis
