@@ -48,10 +48,11 @@ def write_config(
     online_store: Mapping[str, Any] | None = None,
     offline_store: Mapping[str, Any] | None = None,
     parity_extra: Mapping[str, Any] | None = None,
+    project: str = "video_recs",
 ) -> Path:
     """Write ``feature_store.yaml`` registering the plugin as DESIGN.md shows."""
     config: dict[str, Any] = {
-        "project": "video_recs",
+        "project": project,
         "registry": "data/registry.db",
         "provider": provider,
         "online_store": dict(online_store or {"type": "sqlite", "path": "data/online_store.db"}),
@@ -76,17 +77,123 @@ def make_demo_repo(
     videos: int = 300,
     days: int = 14,
     end: datetime | None = None,
+    features: str = "features.py",
     **config: Any,
 ) -> Path:
-    """Copy the demo definitions to ``target``, generate its data and write its config."""
+    """Copy the demo definitions to ``target``, generate its data and write its config.
+
+    ``features`` names the definitions file of ``feast_repo/`` to use, copied as ``features.py``:
+    ``features_postgres.py`` is the variant whose sources are PostgreSQL tables (load them with
+    ``load_sources_to_postgres`` before ``feast apply``).
+    """
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     if target.resolve() != DEMO_SOURCE.resolve():
         for name in REPO_FILES:
-            shutil.copy(DEMO_SOURCE / name, target / name)
-    _generator(target).generate(target / "data", users=users, videos=videos, days=days, end=end)
+            source = DEMO_SOURCE / (features if name == "features.py" else name)
+            shutil.copy(source, target / name)
+    end = _generator(target).generate(
+        target / "data", users=users, videos=videos, days=days, end=end
+    )
+    write_kpis(target / "data", end, days)
     write_config(target, **config)
     return target
+
+
+KPI_FILE = "kpis.csv"
+
+
+def write_kpis(data_dir: Path, end: datetime, days: int, seed: int = 11) -> Path:
+    """Write the ranking model's hourly KPIs over the data window to ``data_dir/kpis.csv``.
+
+    One row per hour ending at ``end``: ``model_score`` (mean served score), and the business
+    KPIs ``click_through`` (clicks per impression) and ``watch_time`` (minutes per play), with
+    a daily cycle and noise from a fixed seed. ``parity.alerts.kpi_source`` points to it.
+    """
+    import pandas as pd
+
+    stamp = pd.Timestamp(end)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    hours = pd.date_range(end=stamp, periods=days * 24, freq="h")
+    rng = np.random.default_rng(seed)
+    cycle = np.sin(2 * np.pi * hours.hour.to_numpy() / 24.0)
+    n = len(hours)
+    frame = pd.DataFrame(
+        {
+            "timestamp": hours.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "model_score": np.round(0.30 + 0.01 * cycle + rng.normal(0, 0.004, n), 5),
+            "click_through": np.round(0.050 * (1 + 0.10 * cycle) + rng.normal(0, 0.001, n), 5),
+            "watch_time": np.round(12.0 * (1 + 0.08 * cycle) + rng.normal(0, 0.25, n), 3),
+        }
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / KPI_FILE
+    frame.to_csv(path, index=False)
+    return path
+
+
+def postgres_store_config(url: str, **extra: Any) -> dict[str, Any]:
+    """Feast's PostgreSQL online/offline store block for a SQLAlchemy URL (no SSL on loopback)."""
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
+    return {
+        "type": "postgres",
+        "host": parsed.host or "127.0.0.1",
+        "port": parsed.port or 5432,
+        "database": parsed.database or "postgres",
+        "db_schema": "public",
+        "user": parsed.username or "postgres",
+        "password": parsed.password or "",
+        "sslmode": "disable",
+        **extra,
+    }
+
+
+POSTGRES_SOURCE_TYPES = {
+    "user_engagement": {
+        "user_id": "BIGINT",
+        "click_through_rate": "REAL",
+        "watch_minutes": "DOUBLE PRECISION",
+        "sessions": "BIGINT",
+        "country": "TEXT",
+        "device": "TEXT",
+    },
+    "video_stats": {
+        "video_id": "BIGINT",
+        "popularity": "DOUBLE PRECISION",
+        "age_days": "BIGINT",
+        "category": "TEXT",
+    },
+}
+
+
+def load_sources_to_postgres(repo: Path, url: str) -> dict[str, int]:
+    """Copy the generated Parquet sources of ``repo`` into PostgreSQL tables of the same names
+    (the tables ``features_postgres.py`` reads), replacing them; return the row counts."""
+    import pandas as pd
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+
+    types = {
+        "BIGINT": sa.BigInteger(),
+        "REAL": postgresql.REAL(),
+        "DOUBLE PRECISION": postgresql.DOUBLE_PRECISION(),
+        "TEXT": sa.Text(),
+    }
+    engine = sa.create_engine(url)
+    counts = {}
+    try:
+        for table, columns in POSTGRES_SOURCE_TYPES.items():
+            frame = pd.read_parquet(Path(repo) / "data" / f"{table}.parquet")
+            dtype = {name: types[kind] for name, kind in columns.items()}
+            dtype["event_timestamp"] = sa.TIMESTAMP(timezone=True)
+            dtype["created"] = sa.TIMESTAMP(timezone=True)
+            frame.to_sql(table, engine, if_exists="replace", index=False, dtype=dtype)
+            counts[table] = len(frame)
+    finally:
+        engine.dispose()
+    return counts
 
 
 def feast_apply(repo: Path) -> None:
@@ -153,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     if data.exists():
         shutil.rmtree(data)
     print(f"1/5 generating source data in {data}")
-    make_demo_repo(repo, sample_rate=args.sample_rate)
+    make_demo_repo(
+        repo,
+        sample_rate=args.sample_rate,
+        parity_extra={"alerts": {"kpi_source": f"data/{KPI_FILE}"}},
+    )
     print("2/5 feast apply")
     feast_apply(repo)
     print("3/5 materializing into the online store")

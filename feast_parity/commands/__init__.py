@@ -4,4 +4,4 @@
 default. ``feast_parity.cli`` imports the modules listed in ``COMMANDS``.
 """
 
-COMMANDS = ["check", "freshness", "lineage"]
+COMMANDS = ["check", "freshness", "lineage", "alerts", "export"]

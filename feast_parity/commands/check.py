@@ -20,6 +20,16 @@ def register(subparsers: Any) -> None:
     check.set_defaults(handler=run)
 
 
+def _history(repo: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Stored runs of the project, for the trend charts of the HTML report."""
+    from feast_parity.parity.results import load_runs
+    from feast_parity.parity.samplelog import create_engine
+    from feast_parity.plugin.check import load_store
+
+    _, config = load_store(repo)
+    return load_runs(create_engine(config.store_url(repo)), report["project"])
+
+
 def run(args: argparse.Namespace) -> int:
     from feast_parity.parity.report import exit_code, render_html, render_text, to_json
     from feast_parity.plugin.check import progress_bar, run_check
@@ -35,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"JSON report: {args.json}")
     if args.html:
         args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(render_html(report))
+        args.html.write_text(render_html(report, history=_history(args.repo, report)))
         print(f"HTML report: {args.html}")
     return exit_code(report)

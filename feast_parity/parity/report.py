@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from feast_parity.parity.cohorts import feature_cohorts
 from feast_parity.parity.compare import type_family
 from feast_parity.parity.freshness import format_duration, freshness_status
 from feast_parity.parity.stats import severity_for_psi
@@ -196,9 +197,27 @@ def feature_findings(result: Mapping[str, Any], thresholds: Any) -> tuple[str, l
                         )
                     ),
                     "evidence": {
+                        "reference": "offline",
                         "psi": psi,
                         "ks_statistic": result.get("ks_statistic"),
                         "ks_pvalue": result.get("ks_pvalue"),
+                    },
+                }
+            )
+    psi_trained = result.get("psi_vs_training")
+    if psi_trained is not None and result["rows"] >= thresholds.min_compared:
+        level = severity_for_psi(psi_trained, thresholds.psi_warn, thresholds.psi_fail)
+        if level in ("warn", "fail"):
+            findings.append(
+                {
+                    "kind": "distribution_drift",
+                    "feature": feature,
+                    "severity": level,
+                    "message": f"served vs trained-on PSI {psi_trained:.3f}",
+                    "evidence": {
+                        "reference": "training",
+                        "psi": psi_trained,
+                        "training_dataset_id": result.get("training_dataset_id"),
                     },
                 }
             )
@@ -263,8 +282,12 @@ def build_report(
     deleted_views: Mapping[str, int] | None = None,
     notes: Sequence[str] = (),
     timings: Mapping[str, float] | None = None,
+    cohorts: Any = None,
 ) -> dict[str, Any]:
-    """Assemble the schema-1 report; findings sorted worst first."""
+    """Assemble the schema-1 report; findings sorted worst first.
+
+    ``cohorts`` (a ``CohortConfig``, when dimensions are configured) adds per feature the top
+    cohorts by rate above the aggregate, their findings, and a top-level ``cohorts`` section."""
     start, end = window
     feature_rows: list[dict[str, Any]] = []
     findings: list[dict[str, Any]] = []
@@ -272,6 +295,7 @@ def build_report(
         row = dict(result)
         row["schema"] = _schema(result)
         status, found = feature_findings(row, thresholds)
+        status, found = _with_cohorts(row, status, found, thresholds, cohorts)
         row["status"] = status
         for key in (
             "declared",
@@ -313,7 +337,80 @@ def build_report(
         "deleted_feature_views": dict(deleted_views or {}),
         "notes": list(notes),
         "timings": dict(timings or {}),
+        **({"cohorts": _cohort_section(cohorts, feature_rows)} if cohorts is not None else {}),
     }
+
+
+def _with_cohorts(
+    row: dict[str, Any], status: str, found: list[dict], thresholds: Any, cohorts: Any
+) -> tuple[str, list[dict]]:
+    """Add a feature's top cohorts and cohort findings (fail) to its row; the status counts
+    them like any finding."""
+    slices = row.pop("cohort_slices", None)
+    if cohorts is None:
+        return status, found
+    top, summary, cohort_found = feature_cohorts(
+        row["feature"],
+        slices or {},
+        row,
+        thresholds,
+        top_k=cohorts.top_k,
+        min_rows=cohorts.min_rows,
+        max_pvalue=cohorts.max_pvalue,
+    )
+    row["cohorts"] = top
+    row["cohort_dimensions"] = summary
+    if cohort_found:
+        status = _worst([status, *(f["severity"] for f in cohort_found)])
+    return status, [*found, *cohort_found]
+
+
+def _cohort_section(cohorts: Any, feature_rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Top-level ``cohorts``: the settings and every feature's top cohorts, largest delta first."""
+    flat = [{"feature": r["feature"], **c} for r in feature_rows for c in r.get("cohorts", [])]
+    flat.sort(key=lambda c: (-c["delta"], c["feature"], c["label"]))
+    return {
+        "dimensions": list(cohorts.dimensions),
+        "top_k": cohorts.top_k,
+        "min_rows": cohorts.min_rows,
+        "max_cohorts": cohorts.max_cohorts,
+        "max_pvalue": cohorts.max_pvalue,
+        "top": flat,
+    }
+
+
+_COHORT_METRICS = {
+    "mismatch_rate": ("mismatch", "mismatches", "compared", "compared"),
+    "stale_rate": ("stale", "stale_rows", "rows", "rows"),
+    "silent_default_rate": ("default", "silent_defaults", "offline_rows", "rows offline"),
+}
+
+
+def _cohort_rows(report: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], str, str, str]]:
+    """(entry, metric name, 'cohort vs aggregate' text, counts text) of the top cohorts."""
+    section = report.get("cohorts") or {}
+    rates = {r["feature"]: r for r in report["features"]}
+    out = []
+    for c in section.get("top", []):
+        name, count, whole, noun = _COHORT_METRICS[c["metric"]]
+        overall = rates.get(c["feature"], {}).get(c["metric"])
+        versus = f"{_pct(c[c['metric']])} vs {_pct(overall)} all rows, +{c['delta'] * 100:.1f} pts"
+        entities = f", {c['entities']} entities" if c.get("entities") is not None else ""
+        out.append((c, name, versus, f"{c[count]}/{c[whole]} {noun}{entities}"))
+    return out
+
+
+def _cohort_text(report: Mapping[str, Any]) -> list[str]:
+    section = report.get("cohorts")
+    if not section:
+        return []
+    lines = ["", f"cohorts by {', '.join(section['dimensions'])}: rates above all rows"]
+    rows = _cohort_rows(report)
+    if not rows:
+        lines.append("  no cohort stands out")
+    for c, name, versus, counts in rows:
+        lines.append(f"  {c['feature'][:36]:36} {c['label'][:34]:34} {name:8} {versus}; {counts}")
+    return lines
 
 
 def exit_code(report: Mapping[str, Any]) -> int:
@@ -370,6 +467,7 @@ def render_text(report: Mapping[str, Any]) -> str:
                 f"{format_duration(view.get('source_lag_seconds')):>8} "
                 f"{format_duration(view.get('slo_seconds')):>6}"
             )
+    lines.extend(_cohort_text(report))
     for note in report.get("notes", []):
         lines.append(f"note: {note}")
     lines.append("")
@@ -428,7 +526,9 @@ def _bars_svg(
     return "".join(parts)
 
 
-def render_html(report: Mapping[str, Any]) -> str:
+def render_html(
+    report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None = None
+) -> str:
     """A self-contained HTML page: findings, a histogram per feature, lag per view."""
     esc = html.escape
     rows = []
@@ -471,6 +571,7 @@ def render_html(report: Mapping[str, Any]) -> str:
             f"{format_duration(view.get('slo_seconds'))}</p></div>"
         )
     notes = "".join(f"<li>{esc(n)}</li>" for n in report.get("notes", []))
+    cohorts_html = _cohort_html(report)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>feast-parity report {esc(report["run_id"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
@@ -486,7 +587,156 @@ h3{{font-size:14px;margin:4px 0}}p{{font-size:12px}}</style></head><body>
 {"<ul>" + notes + "</ul>" if notes else ""}
 <h2>Features: served (online) vs offline point-in-time values of the same rows</h2>
 <div class="grid">{"".join(cards)}</div>
+{cohorts_html}
 <h2>Freshness: served lag per feature view</h2>
 <div class="grid">{"".join(view_cards)}</div>
+{_trend_section(report, history)}
 </body></html>
 """
+
+
+def _cohort_html(report: Mapping[str, Any]) -> str:
+    """The cohort table of the HTML report (empty when no dimensions are configured)."""
+    section = report.get("cohorts")
+    if not section:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(c['feature'])}</td><td>{esc(c['label'])}</td><td>{esc(name)}</td>"
+        f"<td>{esc(versus)}</td><td>{esc(counts)}</td></tr>"
+        for c, name, versus, counts in _cohort_rows(report)
+    )
+    body = (
+        "<table><tr><th>feature</th><th>cohort</th><th>metric</th><th>cohort vs all rows</th>"
+        f"<th>counts</th></tr>{rows}</table>"
+        if rows
+        else "<p>no cohort stands out</p>"
+    )
+    return (
+        f"<h2>Cohorts: {esc(', '.join(section['dimensions']))}</h2>"
+        f"<p>top cohorts by rate above all rows (at least {section['min_rows']} rows)</p>{body}"
+    )
+
+
+# --- trends over stored runs (history = results.load_runs(...), oldest first) -----------------
+
+TREND_RUNS = 60
+
+
+def _trend_svg(
+    points: Sequence[tuple[str, float | None]],
+    fmt: Any,
+    *,
+    lines: Sequence[tuple[float, str]] = (),
+    color: str = "#1565c0",
+    width: int = 300,
+    height: int = 90,
+) -> str:
+    """Line chart of one metric over runs as inline SVG; ``lines`` are (value, label) rules."""
+    values = [v for _, v in points if v is not None]
+    top = max([*values, *(v for v, _ in lines), 0.0]) * 1.1 or 1.0
+    n = len(points)
+    left, right, pad = 4, width - 56, 6
+
+    def x(i: int) -> float:
+        return left + (right - left) * (i / (n - 1) if n > 1 else 0.5)
+
+    def y(v: float) -> float:
+        return pad + (height - 2 * pad) * (1 - v / top)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="trend" width="{width}" '
+        f'height="{height}" role="img">',
+        f'<line x1="{left}" y1="{y(0):.1f}" x2="{right}" y2="{y(0):.1f}" stroke="#bbb"/>',
+    ]
+    for value, label in lines:
+        parts.append(
+            f'<line x1="{left}" y1="{y(value):.1f}" x2="{right}" y2="{y(value):.1f}" '
+            f'stroke="#c62828" stroke-dasharray="4 3"/><text x="{right + 3}" '
+            f'y="{y(value) + 3:.1f}" font-size="9" fill="#c62828">{html.escape(label)}</text>'
+        )
+    segment: list[str] = []
+    segments = [segment]
+    for i, (_, v) in enumerate(points):
+        if v is None:
+            segment = []
+            segments.append(segment)
+        else:
+            segment.append(f"{x(i):.1f},{y(v):.1f}")
+    for seg in segments:
+        if len(seg) > 1:
+            parts.append(
+                f'<polyline points="{" ".join(seg)}" fill="none" stroke="{color}" '
+                f'stroke-width="1.5"/>'
+            )
+    for i, (when, v) in enumerate(points):
+        if v is not None:
+            parts.append(
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2" fill="{color}">'
+                f"<title>{html.escape(when)}: {html.escape(fmt(v))}</title></circle>"
+            )
+    last = next((v for _, v in reversed(points) if v is not None), None)
+    if last is not None:
+        parts.append(
+            f'<text x="{right + 3}" y="{height - 2}" font-size="10">{html.escape(fmt(last))}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _trend_section(report: Mapping[str, Any], history: Sequence[Mapping[str, Any]] | None) -> str:
+    """Per-feature PSI and mismatch rate, per-view served lag p99, over the stored runs."""
+    if not history:
+        return ""
+    runs = [r for r in history if r.get("project", report.get("project")) == report.get("project")]
+    if report.get("run_id") not in {r.get("run_id") for r in runs}:
+        runs.append(report)
+    runs = sorted(runs, key=lambda r: r["window"]["end"])[-TREND_RUNS:]
+    if len(runs) < 2:
+        return ""
+    esc = html.escape
+    ends = [str(r["window"]["end"]) for r in runs]
+
+    def number(value: Any) -> float | None:
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            return None
+        return out if np.isfinite(out) else None
+
+    features: dict[str, list[Mapping[str, Any] | None]] = {}
+    views: dict[str, list[Mapping[str, Any] | None]] = {}
+    for i, run in enumerate(runs):
+        for row in run.get("features") or []:
+            features.setdefault(row["feature"], [None] * len(runs))[i] = row
+        for view in run.get("feature_views") or []:
+            views.setdefault(view["feature_view"], [None] * len(runs))[i] = view
+    feature_cards = []
+    for name in sorted(features):
+        rows = features[name]
+        psi = [(ends[i], number(r.get("psi")) if r else None) for i, r in enumerate(rows)]
+        mismatch = [
+            (ends[i], number(r.get("mismatch_rate")) if r else None) for i, r in enumerate(rows)
+        ]
+        feature_cards.append(
+            f'<div class="card"><h3>{esc(name)}</h3><p>PSI</p>'
+            f"{_trend_svg(psi, lambda v: f'{v:.3f}', lines=[(0.1, 'warn'), (0.25, 'fail')])}"
+            f"<p>mismatch rate</p>{_trend_svg(mismatch, _pct, color='#ef6c00')}</div>"
+        )
+    view_cards = []
+    for name in sorted(views):
+        rows = views[name]
+        p99 = [
+            (ends[i], number((r.get("served_lag_seconds") or {}).get("p99")) if r else None)
+            for i, r in enumerate(rows)
+        ]
+        slo = next((number(r.get("slo_seconds")) for r in reversed(rows) if r), None)
+        view_cards.append(
+            f'<div class="card"><h3>{esc(name)}</h3><p>served lag p99</p>'
+            f"{_trend_svg(p99, format_duration, lines=[(slo, 'SLO')] if slo else [])}</div>"
+        )
+    return (
+        f"<h2>Trends over the last {len(runs)} stored runs ({esc(ends[0])} .. {esc(ends[-1])})"
+        f'</h2>\n<div class="grid">{"".join(feature_cards)}</div>\n'
+        f'<div class="grid">{"".join(view_cards)}</div>'
+    )

@@ -1,0 +1,129 @@
+"""``feast-parity alerts``: evaluate the alert rules over the stored runs, list the alerts.
+
+The rules are the ``parity.alerts`` block (docs/monitoring.md). Every call re-evaluates all
+stored runs of the repo's project (a causal, deterministic evaluation, so the same runs always
+give the same alerts with the same ids) and replaces the project's rows in the ``parity_alerts``
+and ``parity_alert_events`` tables of the parity store. Exit code 1 when an open alert has
+severity ``fail``, 0 otherwise, 2 on a usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    alerts = subparsers.add_parser(
+        "alerts", help="evaluate alert rules over the stored runs; list open and resolved alerts"
+    )
+    alerts.add_argument("--repo", required=True, type=Path, help="the Feast repo directory")
+    alerts.add_argument("--json", action="store_true", help="print the alerts as JSON")
+    alerts.add_argument(
+        "--resolved-hours",
+        type=float,
+        help="list alerts resolved this many hours before the newest run "
+        "(default: parity.alerts.resolved_retention_hours)",
+    )
+    alerts.set_defaults(handler=run)
+
+
+def evaluate_repo(repo: str | Path, *, store: bool = True) -> tuple[Any, Any]:
+    """Evaluate (and store) the alerts of a repo; return (Evaluation, AlertConfig)."""
+    from feast_parity.cli import UsageError
+    from feast_parity.parity.alerts import KpiSourceError, evaluate, load_kpis, store_alerts
+    from feast_parity.parity.results import load_runs
+    from feast_parity.parity.samplelog import create_engine, redact_url
+    from feast_parity.plugin.check import load_store
+
+    feature_store, config = load_store(repo)
+    settings = config.alerts
+    url = config.store_url(repo)
+    engine = create_engine(url)
+    try:
+        reports = load_runs(engine, feature_store.project)
+    except Exception as exc:
+        engine.dispose()
+        raise UsageError(f"cannot read the parity store {redact_url(url)}: {exc}") from None
+    kpis = None
+    if settings.kpi_source:
+        try:
+            kpis = load_kpis(
+                settings.kpi_source,
+                engine=engine,
+                base_dir=repo,
+                time_column=settings.kpi_time_column,
+                columns=settings.kpi_columns,
+            )
+        except KpiSourceError as exc:
+            engine.dispose()
+            raise UsageError(str(exc)) from None
+    try:
+        evaluation = evaluate(reports, settings.rules(), kpis=kpis, project=feature_store.project)
+        if store:
+            store_alerts(engine, evaluation)
+    finally:
+        engine.dispose()
+    return evaluation, settings
+
+
+def _line(alert: Any) -> str:
+    if alert.state == "open":
+        when = f"since {alert.first_abnormal_at} ({alert.abnormal_runs} abnormal runs)"
+    else:
+        when = f"{alert.first_abnormal_at} .. resolved {alert.resolved_at}"
+    head = f"  {alert.severity.upper():5} {alert.signal:20} {alert.target}  {when}"
+    return f"{head}\n        {alert.message}"
+
+
+def run(args: argparse.Namespace) -> int:
+    evaluation, settings = evaluate_repo(args.repo)
+    hours = (
+        args.resolved_hours
+        if args.resolved_hours is not None
+        else settings.resolved_retention_hours
+    )
+    open_alerts = evaluation.open_alerts()
+    resolved = evaluation.recently_resolved(hours)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "project": evaluation.project,
+                    "runs": len(evaluation.runs),
+                    "latest_window_end": (
+                        evaluation.latest_end.isoformat() if evaluation.latest_end else None
+                    ),
+                    "kpi_columns": evaluation.kpi_columns,
+                    "open": [a.to_dict() for a in open_alerts],
+                    "resolved": [a.to_dict() for a in resolved],
+                    "exit_code": evaluation.exit_code(),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return evaluation.exit_code()
+    runs = evaluation.runs
+    lines = [f"feast-parity alerts  project {evaluation.project}  {len(runs)} stored run(s)"]
+    if runs:
+        lines.append(f"runs {runs[0].end.isoformat()} .. {runs[-1].end.isoformat()}")
+    if evaluation.kpi_columns:
+        lines.append(f"KPI columns for corroboration: {', '.join(evaluation.kpi_columns)}")
+    lines.append("")
+    if open_alerts:
+        lines.append(f"{len(open_alerts)} open alert(s), worst first:")
+        lines.extend(_line(a) for a in open_alerts)
+    else:
+        lines.append("no open alerts")
+    if resolved:
+        lines.append("")
+        lines.append(f"{len(resolved)} resolved in the {hours:g} h before the newest run:")
+        lines.extend(_line(a) for a in resolved)
+    lines.append("")
+    worst = "FAIL" if evaluation.exit_code() else ("WARN" if open_alerts else "OK")
+    lines.append(f"result: {worst} (exit {evaluation.exit_code()})")
+    print("\n".join(lines))
+    return evaluation.exit_code()
