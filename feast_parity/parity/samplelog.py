@@ -16,10 +16,10 @@ import json
 import logging
 import math
 import os
-import queue
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -91,22 +91,41 @@ def create_engine(url: str, *, connect_timeout: float = 3.0) -> sa.Engine:
     return sa.create_engine(url)
 
 
-def ensure_schema(engine: sa.Engine) -> None:
-    """Create the tables on first use and record the log schema version."""
-    metadata.create_all(engine, checkfirst=True)
-    with engine.begin() as conn:
-        found = conn.execute(
-            sa.select(meta_table.c.value).where(meta_table.c.key == "log_schema_version")
-        ).scalar()
-        if found is None:
-            try:
-                conn.execute(
-                    meta_table.insert().values(
-                        key="log_schema_version", value=str(LOG_SCHEMA_VERSION)
+_SCHEMA_LOCK_KEY = 0x70617269747931  # "parity1": PostgreSQL advisory lock of schema creation
+
+
+def ensure_schema(engine: sa.Engine, *, attempts: int = 5) -> None:
+    """Create the tables on first use and record the log schema version.
+
+    Safe when several processes start at once: on PostgreSQL creation runs under a
+    transaction-scoped advisory lock; elsewhere (SQLite) a creation that lost the race to
+    another process ("table already exists") is retried and then finds the tables.
+    """
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
                     )
-                )
-            except sa.exc.IntegrityError:  # another process created it first
-                pass
+                metadata.create_all(conn, checkfirst=True)
+                found = conn.execute(
+                    sa.select(meta_table.c.value).where(meta_table.c.key == "log_schema_version")
+                ).scalar()
+                if found is None:
+                    conn.execute(
+                        meta_table.insert().values(
+                            key="log_schema_version", value=str(LOG_SCHEMA_VERSION)
+                        )
+                    )
+            return
+        except sa.exc.DBAPIError as exc:
+            lost_race = isinstance(exc, (sa.exc.IntegrityError, sa.exc.ProgrammingError)) or (
+                "already exists" in str(exc.orig)
+            )
+            if not lost_race or exc.connection_invalidated or attempt == attempts - 1:
+                raise  # e.g. the store is unreachable: no point in retrying here
+            time.sleep(0.02 * (attempt + 1))
 
 
 def redact_url(url: str) -> str:
@@ -174,6 +193,9 @@ def dumps(obj: Any) -> str:
 
 # --- the background writer ---------------------------------------------------------------------
 
+INSERT_COLUMNS = SAMPLE_COLUMNS[1:]
+"""Column order of the row tuples a writer's ``prepare`` returns (``sample_id`` is generated)."""
+
 
 @dataclass
 class WriterStats:
@@ -186,7 +208,8 @@ class WriterStats:
     dropped_store_error: int = 0
     hook_errors: int = 0
     store_errors: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Reentrant: a SIGTERM handler may flush on a thread that was inside submit().
+    _lock: Any = field(default_factory=threading.RLock, repr=False)
 
     @property
     def dropped_rows(self) -> int:
@@ -197,16 +220,17 @@ class WriterStats:
             setattr(self, name, getattr(self, name) + amount)
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "sampled_rows": self.sampled_rows,
-            "written_rows": self.written_rows,
-            "written_log_rows": self.written_log_rows,
-            "dropped_rows": self.dropped_rows,
-            "dropped_queue_full": self.dropped_queue_full,
-            "dropped_store_error": self.dropped_store_error,
-            "hook_errors": self.hook_errors,
-            "store_errors": self.store_errors,
-        }
+        with self._lock:
+            return {
+                "sampled_rows": self.sampled_rows,
+                "written_rows": self.written_rows,
+                "written_log_rows": self.written_log_rows,
+                "dropped_rows": self.dropped_rows,
+                "dropped_queue_full": self.dropped_queue_full,
+                "dropped_store_error": self.dropped_store_error,
+                "hook_errors": self.hook_errors,
+                "store_errors": self.store_errors,
+            }
 
 
 @dataclass
@@ -217,21 +241,74 @@ class Snapshot:
     payload: Any
 
 
-_STOP = object()
+class _SnapshotQueue(deque):  # type: ignore[type-arg]
+    """The writer's queue: a deque (append/popleft need no lock) that knows its bound."""
+
+    maxsize: int
+
+    def qsize(self) -> int:
+        return len(self)
+
+
 _live_writers: weakref.WeakSet[SampleWriter] = weakref.WeakSet()
+
+
+def _raw_insert_sql(engine: sa.Engine) -> str | None:
+    """A plain DBAPI ``INSERT`` for positional row tuples, or None for unknown paramstyles."""
+    style = getattr(engine.dialect, "paramstyle", None)
+    marker = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(style or "")
+    if marker is None:
+        return None
+    return (
+        f"INSERT INTO {samples_table.name} ({', '.join(INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join([marker] * len(INSERT_COLUMNS))})"
+    )
+
+
+def insert_rows(engine: sa.Engine, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert row tuples (``INSERT_COLUMNS`` order) in one transaction.
+
+    SQLite and psycopg take the rows through the driver's ``executemany`` directly: SQLAlchemy's
+    per-row parameter processing costs several times the insert itself, on the writer thread,
+    while it holds the GIL that serving threads need.
+    """
+    if not rows:
+        return
+    sql = _raw_insert_sql(engine)
+    if sql is None:
+        with engine.begin() as conn:
+            conn.execute(samples_table.insert(), [dict(zip(INSERT_COLUMNS, r)) for r in rows])
+        return
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(sql, rows)
+        finally:
+            cursor.close()
+        raw.commit()
+    except BaseException:
+        try:
+            raw.rollback()
+        except Exception:  # the connection is gone: nothing to roll back
+            pass
+        raise
+    finally:
+        raw.close()
 
 
 class SampleWriter:
     """Bounded queue plus one daemon thread that writes sample rows in batches.
 
-    ``prepare`` turns a snapshot payload into row dicts (columns of ``parity_samples``); it runs
-    on the writer thread, so the serving thread only pays for ``queue.put_nowait``.
+    ``prepare`` turns a snapshot payload into rows: tuples in ``INSERT_COLUMNS`` order (or
+    mappings of column name to value). It runs on the writer thread, so the serving thread only
+    pays for one uncontended lock and a ``deque.append``.
     """
 
     def __init__(
         self,
         url: str,
-        prepare: Callable[[Any], Sequence[Mapping[str, Any]]],
+        prepare: Callable[[Any], Sequence[Sequence[Any] | Mapping[str, Any]]],
         *,
         queue_size: int = 10_000,
         batch_size: int = 500,
@@ -243,17 +320,24 @@ class SampleWriter:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.stats = WriterStats()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._lock = self.stats._lock  # one lock: counters, queue bound, pending count
+        self._queue = _SnapshotQueue()
+        self._queue.maxsize = queue_size
         self._engine_factory = engine_factory
         self._engine: sa.Engine | None = None
         self._store_failing = False
         self._hook_error_logged = False
         self._paused = threading.Event()
+        # A plain lock as a wake-up signal: released = "look at the queue". Cheaper than an
+        # Event (a Python-level Condition) on the serving thread, and the wait is one C call.
+        self._signal = threading.Lock()
+        self._signal.acquire()
         self._flush_requested = threading.Event()
-        self._idle = threading.Condition()
+        self._idle = threading.Condition(self._lock)
         self._pending = 0  # snapshots submitted and not yet written or dropped
-        self._thread = threading.Thread(target=self._run, name="feast-parity-writer", daemon=True)
         self._closed = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="feast-parity-writer", daemon=True)
         self._thread.start()
         _live_writers.add(self)
 
@@ -261,20 +345,25 @@ class SampleWriter:
 
     def submit(self, snapshot: Snapshot) -> bool:
         """Queue a snapshot; on a full queue drop it and count its rows."""
-        self.stats.add("sampled_rows", snapshot.rows)
-        if self._closed:
-            self.stats.add("dropped_queue_full", snapshot.rows)
-            return False
+        rows = snapshot.rows
+        q = self._queue
+        with self._lock:
+            self.stats.sampled_rows += rows
+            if self._closed or len(q) >= q.maxsize:
+                self.stats.dropped_queue_full += rows
+                return False
+            self._pending += 1
+            idle = not q
+            q.append(snapshot)
+        if idle:  # the writer may be asleep; while it is busy it picks new snapshots up itself
+            self._wake()
+        return True
+
+    def _wake(self) -> None:
         try:
-            with self._idle:
-                self._pending += 1
-            self._queue.put_nowait(snapshot)
-            return True
-        except queue.Full:
-            with self._idle:
-                self._pending -= 1
-            self.stats.add("dropped_queue_full", snapshot.rows)
-            return False
+            self._signal.release()
+        except RuntimeError:  # already released: a wake-up is pending
+            pass
 
     def record_hook_error(self, exc: BaseException) -> None:
         """Count an exception of the hook; log the first one only."""
@@ -285,7 +374,12 @@ class SampleWriter:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
+
+    def counters(self) -> dict[str, int]:
+        """The counters and the queue depth, read together (consistent with each other)."""
+        with self._lock:
+            return {**self.stats.as_dict(), "queue_depth": len(self._queue)}
 
     # -- control --
 
@@ -295,11 +389,13 @@ class SampleWriter:
 
     def resume(self) -> None:
         self._paused.clear()
+        self._wake()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every submitted snapshot is written or dropped; True when drained."""
         deadline = time.monotonic() + timeout
         self._flush_requested.set()
+        self._wake()
         try:
             with self._idle:
                 while self._pending > 0:
@@ -317,13 +413,12 @@ class SampleWriter:
             return
         self._paused.clear()
         self.flush(timeout)
-        self._closed = True
-        try:
-            self._queue.put(_STOP, timeout=1.0)
-        except queue.Full:
-            pass
+        with self._lock:
+            self._closed = True
+        self._stopping = True
+        self._wake()
         self._thread.join(timeout=2.0)
-        if self._engine is not None:
+        if self._engine is not None and not self._thread.is_alive():
             self._engine.dispose()
 
     # -- writer thread --
@@ -336,21 +431,20 @@ class SampleWriter:
         return self._engine
 
     def _run(self) -> None:
-        batch: list[Mapping[str, Any]] = []
+        q = self._queue
+        batch: list[Any] = []
         batch_snapshots = 0
         batch_entity_rows = 0
-        last_flush = time.monotonic()
+        batch_started = 0.0  # when the batch's first snapshot was taken from the queue
         while True:
-            while self._paused.is_set():
-                time.sleep(0.01)
-            try:
-                item = self._queue.get(timeout=self.flush_interval / 4)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                self._write(batch, batch_snapshots, batch_entity_rows)
-                return
+            if self._paused.is_set():
+                self._signal.acquire(timeout=0.01)
+                continue
+            with self._lock:  # so counters() sees a snapshot either queued or taken
+                item = q.popleft() if q else None
             if item is not None:
+                if not batch_snapshots:
+                    batch_started = time.monotonic()
                 try:
                     batch.extend(self.prepare(item.payload))
                     batch_entity_rows += item.rows
@@ -360,21 +454,35 @@ class SampleWriter:
                 batch_snapshots += 1
             # Commit by size or age, not whenever the queue runs dry: at normal traffic that
             # would make every snapshot its own transaction. flush() asks for an early write.
-            due = time.monotonic() - last_flush >= self.flush_interval
-            urgent = self._flush_requested.is_set() and self._queue.empty()
-            if batch_snapshots and (len(batch) >= self.batch_size or due or urgent):
+            now = time.monotonic()
+            if batch_snapshots and (
+                len(batch) >= self.batch_size
+                or now - batch_started >= self.flush_interval
+                or (not q and (self._flush_requested.is_set() or self._stopping))
+            ):
                 self._write(batch, batch_snapshots, batch_entity_rows)
                 batch, batch_snapshots, batch_entity_rows = [], 0, 0
-                last_flush = time.monotonic()
+            if q:
+                continue
+            if self._stopping:
+                return
+            # Nothing queued: sleep until a submit, a flush, or the batch's age limit. A submit
+            # that came after the check above left the signal released: no wake-up is lost.
+            if batch_snapshots:
+                wait = batch_started + self.flush_interval - time.monotonic()
+                self._signal.acquire(timeout=max(0.001, wait))
+            else:
+                self._signal.acquire(timeout=1.0)
 
-    def _write(self, batch: list[Mapping[str, Any]], snapshots: int, entity_rows: int) -> None:
+    def _write(self, batch: list[Any], snapshots: int, entity_rows: int) -> None:
         """Insert one batch; counters are in sampled entity rows, like ``submit``."""
         try:
             if batch:
+                if isinstance(batch[0], Mapping):
+                    batch = [tuple(row[c] for c in INSERT_COLUMNS) for row in batch]
                 engine = self._engine_or_none()
                 assert engine is not None
-                with engine.begin() as conn:
-                    conn.execute(samples_table.insert(), batch)
+                insert_rows(engine, batch)
                 self.stats.add("written_log_rows", len(batch))
                 if self._store_failing:
                     self._store_failing = False
@@ -382,8 +490,9 @@ class SampleWriter:
             # rows whose response held no feature column are accounted as written (nothing to log)
             self.stats.add("written_rows", entity_rows)
         except Exception as exc:
-            self.stats.add("store_errors")
-            self.stats.add("dropped_store_error", entity_rows)
+            with self._lock:
+                self.stats.store_errors += 1
+                self.stats.dropped_store_error += entity_rows
             if not self._store_failing:
                 self._store_failing = True
                 logger.warning(
@@ -392,12 +501,27 @@ class SampleWriter:
                     type(exc).__name__,
                 )
             if self._engine is not None:
-                self._engine.dispose()
+                try:
+                    self._engine.dispose()
+                except Exception:
+                    pass
                 self._engine = None
         finally:
             with self._idle:
                 self._pending -= snapshots
                 self._idle.notify_all()
+
+
+def flush_all_writers(timeout: float = 10.0) -> bool:
+    """Flush every live writer of this process (shared deadline); True when all drained."""
+    deadline = time.monotonic() + timeout
+    drained = True
+    for writer in list(_live_writers):
+        try:
+            drained = writer.flush(max(0.0, deadline - time.monotonic())) and drained
+        except Exception:
+            drained = False
+    return drained
 
 
 @atexit.register
@@ -407,6 +531,62 @@ def _flush_all_writers() -> None:
             writer.close(timeout=10.0)
         except Exception:  # interpreter is exiting: never raise here
             pass
+
+
+# --- SIGTERM: flush, then terminate as before ----------------------------------------------------
+
+_sigterm_lock = threading.Lock()
+_sigterm_installed = False
+SIGTERM_FLUSH_SECONDS = 10.0
+
+
+def install_sigterm_flush() -> bool:
+    """Make SIGTERM flush the sample writers before the process goes on to terminate.
+
+    Installed at most once per process, and only from the main thread (Python allows signal
+    handlers nowhere else) when SIGTERM has Python's default disposition or a Python handler:
+
+    * default disposition: the handler flushes (at most ``SIGTERM_FLUSH_SECONDS``), restores
+      the default and sends SIGTERM to the process again, which then dies of SIGTERM exactly
+      as it would have (same exit status for the supervisor);
+    * a Python handler (a server's graceful shutdown, say): the handler flushes, then calls it.
+
+    An ignored SIGTERM (``SIG_IGN``) or a handler installed outside Python is left alone.
+    Returns whether our handler is installed (now or before).
+    """
+    global _sigterm_installed
+    import signal
+
+    with _sigterm_lock:
+        if _sigterm_installed:
+            return True
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        try:
+            previous = signal.getsignal(signal.SIGTERM)
+        except (AttributeError, ValueError):  # no SIGTERM on this platform
+            return False
+        if previous is signal.SIG_IGN or previous is None:
+            return False
+        chained = previous if callable(previous) else None
+
+        def _on_sigterm(signum: int, frame: Any) -> None:
+            try:
+                flush_all_writers(SIGTERM_FLUSH_SECONDS)
+            except Exception:  # never let a flush problem stop the shutdown
+                pass
+            if chained is not None:
+                chained(signum, frame)
+                return
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        except (ValueError, OSError):  # not the main interpreter, or an embedded runtime
+            return False
+        _sigterm_installed = True
+        return True
 
 
 # --- reading back ------------------------------------------------------------------------------
@@ -465,20 +645,23 @@ RAW_SCHEMA = pa.schema(
 
 
 def _rows_to_arrow(rows: Sequence[Any]) -> pa.Table:
-    columns: dict[str, list[Any]] = {name: [] for name in RAW_SCHEMA.names}
-    for row in rows:
-        mapping = row._mapping
-        for name in RAW_SCHEMA.names:
-            value = mapping[name]
-            if name in ("request_time", "event_time") and value is not None:
-                value = int(round(value * 1_000_000))
-            columns[name].append(value)
+    """Fetched rows (in ``samples_table`` column order) -> an Arrow table of RAW_SCHEMA, built
+    column by column (``zip(*rows)``), times as microseconds since the epoch."""
+    import pyarrow.compute as pc
+
+    if not rows:
+        return RAW_SCHEMA.empty_table()
+    position = {name: i for i, name in enumerate(rows[0]._mapping.keys())}
+    columns = list(zip(*rows))
     arrays = []
     for fld in RAW_SCHEMA:
+        values = columns[position[fld.name]]
         if pa.types.is_timestamp(fld.type):
-            arrays.append(pa.array(columns[fld.name], pa.int64()).cast(fld.type))
+            seconds = pa.array(values, pa.float64())
+            micros = pc.round(pc.multiply(seconds, 1_000_000.0))
+            arrays.append(micros.cast(pa.int64()).cast(fld.type))
         else:
-            arrays.append(pa.array(columns[fld.name], fld.type))
+            arrays.append(pa.array(values, fld.type))
     return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA)
 
 

@@ -10,6 +10,7 @@ itself is pure (``feast_parity.parity.compare``).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from feast_parity.parity.cohorts import (
     NULL,
@@ -129,9 +131,176 @@ def _offline_type(series: pd.Series, declared: str) -> str | None:
     return str(dtype)
 
 
-def _pylist(series: pd.Series) -> list[Any]:
-    values = series.astype(object).where(series.notna(), None).tolist()
+def _values(series: pd.Series) -> np.ndarray:
+    """A column's values for the comparison: numbers as float64 (NaN where missing, exactly the
+    floats ``float()`` gives), anything else as Python objects with None where missing."""
+    if series.dtype.kind in "iuf":
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return _pylist(series)
+
+
+def _pylist(series: pd.Series) -> np.ndarray:
+    """The column's values as Python objects (object array), None where missing."""
+    values = series.astype(object).to_numpy(dtype=object, copy=True)
+    values[series.isna().to_numpy()] = None
     return values
+
+
+_PLAIN_JSON_TYPES = frozenset({int, float, str, bool, type(None)})
+
+
+@dataclass
+class FeatureColumn:
+    """One served feature of a chunk's log rows, decoded: one entry per row."""
+
+    values: np.ndarray  # object: the served value (None where the row lacks the feature)
+    status: np.ndarray  # int: Feast FieldStatus (3 NOT_FOUND where the row lacks the feature)
+    online_types: dict[str, int]  # rows per served value kind ("null" where absent)
+    declared: dict[str, int]  # rows per registry type at serving time (rows that logged it)
+    first_declared: str | None  # the declared type of the first row that logged the feature
+
+
+def _parse_json_column(texts: Any) -> tuple[list[Any], np.ndarray]:
+    """Parse a column of JSON texts: each distinct text once, in one ``json.loads`` call.
+
+    Returns the parsed distinct values and each row's index into them (rows that log the same
+    entity row repeat their text exactly, so a window usually has far fewer distinct texts)."""
+    encoded = pa.array(np.asarray(texts, dtype=object), type=pa.string()).dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    uniques = encoded.dictionary.to_pylist()
+    if not uniques:
+        return [], codes
+    # one C-level parse of all distinct texts; the collector is paused meanwhile (the parse
+    # allocates millions of containers, and each generation-2 pass would walk them all)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        parsed = json.loads("[" + ",".join(uniques) + "]")
+        if len(parsed) != len(uniques):  # a cell holding several values: parse one by one
+            parsed = [json.loads(text) for text in uniques]
+    finally:
+        if collecting:
+            gc.enable()
+    return parsed, codes
+
+
+def decode_feature_columns(texts: Any) -> dict[str, FeatureColumn]:
+    """The log's ``features`` JSON of a chunk -> one :class:`FeatureColumn` per served feature.
+
+    One pass: distinct texts are parsed once; rows with the same feature layout are transposed
+    together with ``zip``; values are decoded (``decode_json_value``) only when a column holds
+    tagged values (bytes, timestamps, maps, lists); then each column is expanded to all rows.
+    """
+    collecting = gc.isenabled()
+    gc.disable()  # see _parse_json_column
+    try:
+        return _decode_feature_columns(texts)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _decode_feature_columns(texts: Any) -> dict[str, FeatureColumn]:
+    parsed, codes = _parse_json_column(texts)
+    u = len(parsed)
+    layouts: dict[tuple[str, ...], list[int]] = {}
+    for j, cells in enumerate(parsed):
+        layouts.setdefault(tuple(cells), []).append(j)
+    by_name: dict[str, list[Any]] = {}
+    for layout, members in layouts.items():
+        idx = np.asarray(members, dtype=np.int64)
+        per_feature = zip(*(parsed[j].values() for j in members))
+        for name, cells in zip(layout, per_feature):
+            column = by_name.get(name)
+            if column is None:
+                column = by_name[name] = [
+                    np.full(u, None, dtype=object),
+                    np.full(u, 3, dtype=np.int64),
+                    np.full(u, "null", dtype=object),
+                    np.full(u, None, dtype=object),
+                    np.zeros(u, dtype=bool),
+                ]
+            parts = list(zip(*cells))
+            values = parts[0]
+            if not set(map(type, values)) <= _PLAIN_JSON_TYPES:
+                values = [decode_json_value(v) for v in values]
+            column[0][idx] = _object_array(values)
+            column[1][idx] = parts[1]
+            column[2][idx] = _object_array(parts[3])
+            column[3][idx] = _object_array(parts[4])
+            column[4][idx] = True
+    weights = np.bincount(codes, minlength=u)  # rows per distinct text
+    first_row = np.full(u, len(codes), dtype=np.int64)
+    np.minimum.at(first_row, codes, np.arange(len(codes), dtype=np.int64))
+    out = {}
+    for name, (values, status, kinds, declared, present) in sorted(by_name.items()):
+        first = int(np.argmin(np.where(present, first_row, len(codes) + 1))) if u else 0
+        out[name] = FeatureColumn(
+            values=values[codes],
+            status=status[codes],
+            online_types=_weighted_counts(kinds, weights),
+            declared=_weighted_counts(declared[present], weights[present]),
+            first_declared=str(declared[first]) if u and present[first] else None,
+        )
+    return out
+
+
+def _weighted_counts(labels: np.ndarray, weights: np.ndarray) -> dict[str, int]:
+    if len(labels) == 0:
+        return {}
+    if bool(np.all(labels == labels[0])):  # the usual case: one type for every row
+        return {str(labels[0]): int(weights.sum())}
+    codes, uniques = pd.factorize(labels, use_na_sentinel=False)
+    totals = np.bincount(codes, weights=weights, minlength=len(uniques))
+    return {str(k): int(t) for k, t in zip(uniques.tolist(), totals.tolist()) if t > 0}
+
+
+def _object_array(values: Any) -> np.ndarray:
+    values = list(values)
+    return np.fromiter(values, dtype=object, count=len(values))  # lists stay elements
+
+
+def decode_entity_keys(texts: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """The log's ``entity_key`` JSON of a chunk -> per row the key dict (rows with the same
+    key share one dict; treat them as read-only) and its canonical label (sorted-keys JSON)."""
+    parsed, codes = _parse_json_column(texts)
+    labels = [json.dumps(k, sort_keys=True) for k in parsed]
+    rows = codes.tolist()
+    return [parsed[c] for c in rows], [labels[c] for c in rows]
+
+
+def _decode_keys(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``decode_json_value`` of every key dict's values; rows sharing one dict object (as
+    ``decode_entity_keys`` returns them) share one decoded dict, decoded once."""
+    done: dict[int, dict[str, Any]] = {}
+    out = []
+    for row in keys:
+        decoded = done.get(id(row))
+        if decoded is None:
+            decoded = done[id(row)] = {k: decode_json_value(v) for k, v in row.items()}
+        out.append(decoded)
+    return out
+
+
+def _decoded_key_frame(
+    keys: list[dict[str, Any]], columns: list[str] | None = None
+) -> pd.DataFrame:
+    """DataFrame of the decoded entity keys, one row per key (the distinct keys are decoded and
+    framed once, then repeated)."""
+    codes, distinct = pd.factorize(np.fromiter((id(k) for k in keys), np.int64, len(keys)))
+    firsts: dict[int, dict[str, Any]] = {}
+    for i, c in enumerate(codes.tolist()):
+        firsts.setdefault(c, keys[i])
+    if columns is None:
+        rows = [
+            {k: decode_json_value(v) for k, v in firsts[c].items()} for c in range(len(distinct))
+        ]
+    else:
+        rows = [
+            {k: decode_json_value(firsts[c].get(k)) for k in columns} for c in range(len(distinct))
+        ]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.iloc[codes].reset_index(drop=True)
 
 
 class ParityCheck:
@@ -172,7 +341,13 @@ class ParityCheck:
         self.training_profiles = self._training_profiles()
         self.views: dict[str, _ViewState] = {}
         self.deleted_views: dict[str, int] = {}
-        self.timings = {"offline_seconds": 0.0, "compare_seconds": 0.0, "read_seconds": 0.0}
+        self.timings = {
+            "offline_seconds": 0.0,
+            "compare_seconds": 0.0,
+            "read_seconds": 0.0,
+            "decode_seconds": 0.0,
+            "results_seconds": 0.0,
+        }
 
     def _training_profiles(self) -> dict[str, tuple[Any, str]]:
         """Per feature ref: the newest training profile (histogram, dataset id), if any."""
@@ -235,11 +410,15 @@ class ParityCheck:
                 f"feature view {view_name!r} is no longer in the registry; "
                 f"{count} logged samples of it were skipped"
             )
+        started = time.perf_counter()
+        features, views = self._feature_results(), self._view_results()
+        # results: PSI, KS on the reservoirs, source/materialization lags of each view
+        self.timings["results_seconds"] = time.perf_counter() - started
         report = build_report(
             window=(self.since, self.until),
             samples=total,
-            features=self._feature_results(),
-            views=self._view_results(),
+            features=features,
+            views=views,
             deleted_views=self.deleted_views,
             thresholds=self.config.thresholds,
             notes=self.notes,
@@ -267,9 +446,11 @@ class ParityCheck:
         state = self.views.setdefault(view_name, _ViewState())
         state.samples += len(rows)
         declared_now = {f.name: str(f.dtype) for f in view.features}
-        cells = [json.loads(text) for text in rows["features"]]
-        keys = [json.loads(text) for text in rows["entity_key"]]
-        served = sorted({name for row in cells for name in row})
+        started = time.perf_counter()
+        columns = decode_feature_columns(rows["features"].to_numpy())
+        keys, entity_labels = decode_entity_keys(rows["entity_key"].to_numpy())
+        self.timings["decode_seconds"] += time.perf_counter() - started
+        served = sorted(columns)
         in_registry = [name for name in served if name in declared_now]
         state.missing_offline.update(name for name in served if name not in declared_now)
 
@@ -293,18 +474,16 @@ class ParityCheck:
                 state.freshness = ViewFreshness(view_name, seed=self.config.seed)
             lag = (request_times - event_times).dt.total_seconds().to_numpy(dtype=np.float64)
             state.freshness.update(lag)
-        entity_labels = [json.dumps(k, sort_keys=True) for k in keys]
         units = None
         if cohort_labels:
             # the unit whose rows share one fate: the view's entity (all keys for on-demand)
             unit_keys = None if on_demand else [c.name for c in view.entity_columns]
-            decoded = [{k: decode_json_value(v) for k, v in row.items()} for row in keys]
+            decoded = _decode_keys(keys)
             units = entity_hashes(decoded, unit_keys)
         for name in served:
             comparison = state.features.get(name)
-            declared = declared_now.get(name) or next(
-                (row[name][4] for row in cells if name in row), "Invalid"
-            )
+            column = columns[name]
+            declared = declared_now.get(name) or column.first_declared or "Invalid"
             if comparison is None:
                 comparison = FeatureComparison(
                     feature=f"{view_name}:{name}",
@@ -318,13 +497,10 @@ class ParityCheck:
                 reference = self.training_profiles.get(comparison.feature)
                 if reference is not None:
                     comparison.set_training_reference(*reference)
-            present = [name in row for row in cells]
-            online_values = [
-                decode_json_value(row[name][0]) if name in row else None for row in cells
-            ]
-            status = np.asarray([row[name][1] if name in row else 3 for row in cells])
-            online_types = [row[name][3] if name in row else "null" for row in cells]
-            declared_serving = [row[name][4] for row, p in zip(cells, present) if p]
+            online_values = column.values
+            status = column.status
+            online_types = column.online_types
+            declared_serving = column.declared
             if name in offline:
                 at_event, has_event, at_request, offline_type = offline[name]
                 if exact_rows is not None:
@@ -358,15 +534,13 @@ class ParityCheck:
         request_times: pd.Series,
         event_times: pd.Series,
         on_demand: bool,
-    ) -> dict[str, tuple[list[Any], np.ndarray, list[Any], str | None]]:
+    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, str | None]]:
         """Per feature: values at served event time, whether that row exists, values at request
         time, and the offline column type. Joined back on a row id, not on position."""
         if not features:
             return {}
         n = len(keys)
-        key_frame = pd.DataFrame(
-            [{k: decode_json_value(v) for k, v in row.items()} for row in keys]
-        )
+        key_frame = _decoded_key_frame(keys)
         found = _lookup_view(self.store, view_name)
         if found is not None and not on_demand:
             view_keys = [c.name for c in found[0].entity_columns if c.name in key_frame.columns]
@@ -422,9 +596,9 @@ class ParityCheck:
             by_request = series.reindex(request_ids)
             by_event = series.reindex(event_ids)
             out[name] = (
-                _pylist(by_event),
+                _values(by_event),
                 has_event,
-                _pylist(by_request),
+                _values(by_request),
                 _offline_type(series, declared_now.get(name, "Invalid")),
             )
         return out
@@ -472,7 +646,7 @@ class ParityCheck:
         newer = newer.rename(columns={reverse.get(k, k): k for k in join_keys})
         if newer.empty:
             return lags, exact
-        left = pd.DataFrame([{k: decode_json_value(row.get(k)) for k in join_keys} for row in keys])
+        left = _decoded_key_frame(keys, list(join_keys))
         left["__request_time"] = pd.to_datetime(request_times, utc=True).to_numpy()
         left["__event_time"] = pd.to_datetime(event_times, utc=True).to_numpy()
         left["__i"] = np.arange(n)
