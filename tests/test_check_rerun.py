@@ -65,10 +65,7 @@ def test_check_killed_mid_run_then_rerun_is_idempotent(build_repo):
     assert counts(repo) == after_first
     assert after_first["parity_runs"] == 1
     assert after_first["parity_feature_metrics"] == len(first["features"])
-    # chunking does not change the row-level rates either
+    # chunking does not change the report either (bins are fixed from the first 50,000 offline
+    # values whatever the chunk size)
     whole = run_check(repo, until=until, now=fixed_now, store_results=False)
-    keys = ("feature", "rows", "compared", "mismatch_rate", "stale_rate", "silent_default_rate",
-            "online_null_rate", "offline_null_rate", "status")
-    assert [{k: f[k] for k in keys} for f in whole["features"]] == [
-        {k: f[k] for k in keys} for f in first["features"]
-    ]
+    assert stable(whole)["features"] == stable(first)["features"]

@@ -38,6 +38,7 @@ FIELD_STATUS_NOT_FOUND = 3
 NUMERIC_TYPES = {"Int32", "Int64", "Float32", "Float64", "UnixTimestamp"}
 CATEGORICAL_TYPES = {"String", "Bool"}
 TALLY_CAP = 64  # candidate fill values tracked per feature
+EDGE_ROWS = 50_000  # offline values that fix a feature's PSI bins (quantiles, categories)
 RESERVOIR_SIZE = 20_000  # values per side kept for the exact KS test
 FILL_MIN_DISTINCT_OFFLINE = 3  # a discovered fill value must replace at least 3 distinct values
 
@@ -297,6 +298,8 @@ class FeatureComparison:
     training_hist: NumericHistogram | CategoricalHistogram | None = None
     training_dataset_id: str | None = None
     training_online_hist: NumericHistogram | CategoricalHistogram | None = None
+    _edge_buffer: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+    _edge_buffer_rows: int = 0
 
     def set_training_reference(
         self, hist: NumericHistogram | CategoricalHistogram, dataset_id: str
@@ -587,38 +590,54 @@ class FeatureComparison:
         if self.kind == "numeric":
             on = online[~online_null].astype(np.float64)
             off = at_request[~request_null].astype(np.float64)
-            if self.offline_hist is None:
-                finite = off[np.isfinite(off)]
-                if finite.size == 0:
-                    finite = on[np.isfinite(on)]
-                if finite.size == 0:
-                    return
-                edges = quantile_edges(finite, bins=self.bins)
-                self.offline_hist = NumericHistogram(edges)
-                self.online_hist = NumericHistogram(edges)
-            assert isinstance(self.online_hist, NumericHistogram)
-            assert isinstance(self.offline_hist, NumericHistogram)
-            self.online_hist.update(on)
-            self.offline_hist.update(off)
             self._reservoir(on, off)
             if isinstance(self.training_online_hist, NumericHistogram):
                 self.training_online_hist.update(on)
         elif self.kind == "categorical":
             if factorized is None:
                 factorized = _factorize(online[~online_null])
-            on_labels = _str_labels(*factorized)
-            off_labels = _str_labels(*_factorize(at_request[~request_null]))
-            if self.offline_hist is None:
-                self.offline_hist = CategoricalHistogram(None)
-                self.offline_hist.update(off_labels)
-                cats = self.offline_hist.categories or []
-                self.online_hist = CategoricalHistogram(cats)
-            else:
-                self.offline_hist.update(off_labels)
-            assert self.online_hist is not None
-            self.online_hist.update(on_labels)
+            on = _str_labels(*factorized)
+            off = _str_labels(*_factorize(at_request[~request_null]))
             if isinstance(self.training_online_hist, CategoricalHistogram):
-                self.training_online_hist.update(on_labels)
+                self.training_online_hist.update(on)
+        else:
+            return
+        if self.offline_hist is not None:
+            self.online_hist.update(on)  # type: ignore[union-attr]
+            self.offline_hist.update(off)
+            return
+        # Bins come from the first EDGE_ROWS offline values, whatever the chunk size: buffer
+        # until then, so a report never depends on how the log was chunked.
+        self._edge_buffer.append((on, off))
+        self._edge_buffer_rows += len(off)
+        if self._edge_buffer_rows >= EDGE_ROWS:
+            self._finish_edges()
+
+    def _finish_edges(self) -> None:
+        """Fix bin edges (numeric) or categories from the buffered offline values, then bin the
+        buffered rows. Called when EDGE_ROWS offline values are in, or at result time."""
+        if self.offline_hist is not None or not self._edge_buffer:
+            return
+        buffered, self._edge_buffer, self._edge_buffer_rows = self._edge_buffer, [], 0
+        if self.kind == "numeric":
+            off_all = np.concatenate([off for _, off in buffered])
+            finite = off_all[np.isfinite(off_all)]
+            if finite.size == 0:
+                on_all = np.concatenate([on for on, _ in buffered])
+                finite = on_all[np.isfinite(on_all)]
+            if finite.size == 0:
+                return
+            edges = quantile_edges(finite, bins=self.bins)
+            self.offline_hist = NumericHistogram(edges)
+            self.online_hist = NumericHistogram(edges)
+        else:
+            self.offline_hist = CategoricalHistogram(None)
+            self.offline_hist.update(pa.chunked_array([off for _, off in buffered]))
+            self.online_hist = CategoricalHistogram(self.offline_hist.categories or [])
+            self.offline_hist = self.online_hist.empty_like()
+        for on, off in buffered:
+            self.online_hist.update(on)
+            self.offline_hist.update(off)
 
     def _reservoir(self, online: np.ndarray, offline: np.ndarray) -> None:
         """Bounded uniform samples of each side for an exact KS on up to RESERVOIR_SIZE rows;
@@ -643,6 +662,7 @@ class FeatureComparison:
         return sorted(found, key=lambda v: -self.tallies[v].defaults)
 
     def result(self, ratio: float = 5.0, min_rows: int = 5) -> dict[str, Any]:
+        self._finish_edges()
         fills = self.fill_values_found(ratio, min_rows)
         defaults = self.null_defaults + sum(self.tallies[v].defaults for v in fills)
         default_mismatches = self.null_default_mismatches + sum(
