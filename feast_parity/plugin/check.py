@@ -108,6 +108,11 @@ def _lookup_view(store: Any, name: str) -> tuple[Any, bool] | None:
         return None
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values, so offline digests match the served ones."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
 def _offline_type(series: pd.Series, declared: str) -> str | None:
     """Offline column type; integer columns that pandas widened to float for NaNs stay int."""
     dtype = series.dtype
@@ -121,6 +126,22 @@ def _offline_type(series: pd.Series, declared: str) -> str | None:
         valid = series.dropna()
         if len(valid):
             first = valid.iloc[0]
+            if isinstance(first, (list, tuple, np.ndarray)):
+                inner = next((v for v in first if v is not None), None)
+                kind = (
+                    "string"
+                    if isinstance(inner, str)
+                    else (
+                        "float64"
+                        if isinstance(inner, (float, np.floating))
+                        else "int64"
+                        if isinstance(inner, (int, np.integer))
+                        else "object"
+                    )
+                )
+                return f"list<{kind}>"
+            if isinstance(first, dict):
+                return "map"
             return {
                 str: "string",
                 bytes: "bytes",
@@ -339,6 +360,8 @@ class ParityCheck:
         self.notes: list[str] = []
         self.dimensions = self._cohort_dimensions()
         self.training_profiles = self._training_profiles()
+        self.redacted = set(self.config.redact)
+        self.redaction_key = self.config.redaction_key()
         self.views: dict[str, _ViewState] = {}
         self.deleted_views: dict[str, int] = {}
         self.timings = {
@@ -484,10 +507,12 @@ class ParityCheck:
             comparison = state.features.get(name)
             column = columns[name]
             declared = declared_now.get(name) or column.first_declared or "Invalid"
+            redacted = f"{view_name}:{name}" in self.redacted
             if comparison is None:
                 comparison = FeatureComparison(
                     feature=f"{view_name}:{name}",
-                    declared_type=declared,
+                    # redacted values compare as opaque digests: equality, not order
+                    declared_type="String" if redacted else declared,
                     fill_values=self.config.fill_values,
                     on_demand=on_demand,
                     seed=self.config.seed,
@@ -510,6 +535,11 @@ class ParityCheck:
                 has_event = np.zeros(len(rows), dtype=bool)
                 at_request = [None] * len(rows)
                 offline_type = None
+            if redacted:
+                online_values, at_event, at_request = self._as_digests(
+                    declared, online_values, at_event, at_request
+                )
+                offline_type = "string" if offline_type is not None else None
             comparison.update(
                 online_values,
                 status,
@@ -525,6 +555,29 @@ class ParityCheck:
                 cohort_entities=units,
             )
         self.timings["compare_seconds"] += time.perf_counter() - started
+
+    def _as_digests(
+        self, declared: str, online: Any, at_event: Any, at_request: Any
+    ) -> tuple[list[Any], list[Any], list[Any]]:
+        """Served digests as stored; offline values digested with the same key and encoding."""
+        from feast_parity.parity.redact import REDACTED_TAG, keyed_digest
+
+        key = self.redaction_key
+        assert key is not None
+
+        def served(value: Any) -> Any:
+            if isinstance(value, dict) and REDACTED_TAG in value:
+                return value[REDACTED_TAG]
+            return None if value is None else keyed_digest(key, value, declared)
+
+        def offline(values: Any) -> list[Any]:
+            out = []
+            for value in list(values):
+                missing = value is None or (isinstance(value, float) and np.isnan(value))
+                out.append(None if missing else keyed_digest(key, _plain(value), declared))
+            return out
+
+        return [served(v) for v in list(online)], offline(at_event), offline(at_request)
 
     def _offline_values(
         self,

@@ -194,6 +194,31 @@ class ParityConfig(BaseModel):
     thresholds: CheckThresholds = Field(default_factory=CheckThresholds)
     cohorts: CohortConfig = Field(default_factory=CohortConfig)
     alerts: AlertConfig = Field(default_factory=AlertConfig)
+    redact: list[str] = Field(default_factory=list)
+    redact_key_env: str = "FEAST_PARITY_REDACT_KEY"
+
+    @field_validator("redact")
+    @classmethod
+    def _refs_are_view_feature(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            if not isinstance(ref, str) or ref.count(":") != 1 or ref.startswith(":"):
+                raise ValueError(f"expected feature refs like 'view:feature', got {ref!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _redaction_key_present(self) -> ParityConfig:
+        if self.redact and not os.environ.get(self.redact_key_env):
+            raise ValueError(
+                f"redact is set but the environment variable {self.redact_key_env} (named by "
+                "parity.redact_key_env) holds no key; refusing to log those values in clear"
+            )
+        return self
+
+    def redaction_key(self) -> bytes | None:
+        """The HMAC key for redacted features (None when nothing is redacted)."""
+        if not self.redact:
+            return None
+        return os.environ[self.redact_key_env].encode()
 
     @field_validator("sample_rate")
     @classmethod

@@ -45,6 +45,7 @@ def not_training() -> Iterator[None]:
     finally:
         _not_training.reset(token)
 
+
 SERVED_LAG_WINDOW = timedelta(hours=24)
 
 
@@ -99,6 +100,8 @@ def _record(
             "declared_type": declared,
         }
         column = f"{view_name}__{feature}" if full_feature_names else feature
+        if ref in provider.parity_config.redact:
+            continue  # a histogram of a redacted feature would store its values in clear
         if column in frame.columns:
             sketch = store_lineage.profile_column(frame[column], declared)
             if sketch is not None:
