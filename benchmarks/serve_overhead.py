@@ -82,6 +82,14 @@ class Variant:
 # -- machine ------------------------------------------------------------------------------------
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other jobs on the machine skew every number)."""
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def machine_info() -> dict[str, str]:
     import feast
 
@@ -280,6 +288,7 @@ def measure_hook(variants: list[Variant], requests: int, entities: int, seed: in
     rng, clock = np.random.default_rng(seed), time.perf_counter_ns
     for _ in range(requests):
         flush_all(variants)
+        time.sleep(0.002)  # the flush woke the writer threads: let them go back to sleep
         rows = demo.request_rows(rng, entities, USERS, VIDEOS)
         response = base.store.get_online_features(
             features=base.service, entity_rows=[dict(r) for r in rows]
@@ -379,6 +388,49 @@ def hook_table(variants: list[Variant], base_p50_us: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+def floor_paragraph(variants: list[Variant], blocked: list[dict[str, Any]]) -> str:
+    """What the numbers say about the GIL floor at rate 1.0 and the residue at 0.01."""
+    by_name = {v.name: v for v in variants}
+    res = {r["name"]: r for r in blocked}
+    base = res["local"]["p50"]
+
+    def cpu_per_request(name: str) -> float | None:
+        v = by_name.get(name)
+        if v is None or v.writer_cpu_s is None or not v.interleaved_ns:
+            return None
+        return v.writer_cpu_s * 1e6 / len(v.interleaved_ns)
+
+    def hook_p50(name: str) -> float | None:
+        v = by_name.get(name)
+        return float(np.percentile(v.hook_ns, 50)) / 1e3 if v and v.hook_ns else None
+
+    w1, w01 = cpu_per_request("parity@1"), cpu_per_request("parity@0.01")
+    h1, h01 = hook_p50("parity@1"), hook_p50("parity@0.01")
+    if None in (w1, w01, h1, h01) or "parity@1" not in res or "parity@0.01" not in res:
+        return ""
+    d1 = res["parity@1"]["p50"] - base
+    d01 = res["parity@0.01"]["p50"] - base
+    budget = GOALS["parity@1"] * base - base
+    return f"""
+**The floor at `sample_rate` 1.0, and the residue at 0.01.** At rate 1.0 every 10-row
+request becomes 30 log rows (one per row and feature view): 90 served values to read from the
+protobuf response, encode as JSON and hash, and 30 rows to insert. The writer thread needs
+{w1:,.0f} µs of CPU for that per request, {100 * w1 / base:.0f}% of the plain request, and the
+hook {h1:,.0f} µs (p50) more on the request thread. CPython runs one thread at a time (the GIL);
+the writer's work is Python code except for SQLite's own insert step, so in a process serving
+at full load its CPU time is largely taken from the serving thread: the blocked p50 is
+{d1:,.0f} µs above plain Feast, {100 * d1 / (w1 + h1):.0f}% of hook plus writer CPU. Meeting
+{GOALS["parity@1"]:.2f}x would leave {budget:,.0f} µs per request for both, about
+{(w1 + h1) / budget:.1f}x less than now. Reading one protobuf value costs about 0.5 µs in
+Python and encoding plus hashing it about 1 µs, so within the serving process that is the
+floor, not a missing optimization; the way past it is a writer in another process (the
+serving thread would only serialize the response and hand it over), which is not built. At
+rate 0.01 the blocked p50 is {d01:,.0f} µs above plain Feast: the hook's sampling decision
+for every row ({h01:,.0f} µs p50, most of it hashing 10 entity keys) plus {w01:,.0f} µs of
+writer CPU per request on average (about one request in ten has a sampled row).
+"""
+
+
 def section(
     variants: list[Variant],
     interleaved: list[dict[str, Any]],
@@ -432,16 +484,17 @@ configuration at full load.
 
 {latency_table(blocked, None)}
 **Where the time goes.** *Hook*: the work `ParityProvider` does on the request thread (a
-sampling decision per entity row; for a request with a sampled row, a serialized copy of the
-response, a request id and a queue put), timed alone on {hook_n:,} further requests with the
-writers drained before each one, so it excludes waits for the GIL; its p99 includes garbage
-collections that the hook's allocations trigger. *Writer CPU*: CPU time of the sample writer
-thread per interleaved request (decoding, hashing, JSON, inserting into the sample store), from
+sampling decision per entity row; for a request with a sampled row, a copy of the response, a
+request id and a queue append), timed alone on {hook_n:,} further requests with the writers
+drained (and given 2 ms to go back to sleep) before each one, so it excludes waits for the
+GIL; its p99 includes garbage collections that the hook's allocations trigger. *Writer CPU*:
+CPU time of the sample writer thread per interleaved request (decoding, hashing, JSON,
+inserting into the sample store), from
 `/proc/self/task/<tid>/stat`. Both are also shown as a share of the blocked `local` p50. The
 writer is off the request path, but it needs the GIL: when its CPU time is large against the
 call itself, a busy serving process pays for it in latency (blocked run).
 
-{hook_table(variants, base_p50)}{notes_md}
+{hook_table(variants, base_p50)}{notes_md}{floor_paragraph(variants, blocked)}
 How to read it: a ratio is a variant's p50 (or p99) divided by the plain `local` provider's p50
 (or p99) in the same run and design, so 1.000x means no measurable overhead. Variants are
 measured in alternation, so slow drift of the machine (CPU frequency, neighbours, caches) hits
@@ -513,8 +566,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("feast").setLevel(logging.ERROR)
 
     machine = machine_info()
+    load_before = load_average()
     for key, value in machine.items():
         print(f"{key + ':':8} {value}")
+    print(f"load average before: {load_before}")
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="feast-parity-bench-"))
     try:
@@ -539,6 +594,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"timing the hook alone ({args.hook_requests} requests) ...", flush=True)
             measure_hook(variants, args.hook_requests, args.entities, args.seed + 2000)
         elapsed = time.perf_counter() - started
+        machine["Load average (1, 5, 15 min)"] = (
+            f"{load_before} before the run, {load_average()} after it (`os.getloadavg()`). "
+            f"The machine has {os.cpu_count()} cores and is shared: other jobs may have been "
+            "running. The benchmark itself keeps one to two threads busy, so the 1-minute "
+            "figure after the run includes it; a value well above 2 means neighbours competed "
+            "for the cores"
+        )
     finally:
         if args.keep:
             print(f"kept {root}")

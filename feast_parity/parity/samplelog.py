@@ -250,6 +250,7 @@ class _SnapshotQueue(deque):  # type: ignore[type-arg]
         return len(self)
 
 
+_YIELD_SECONDS = 0.0001
 _live_writers: weakref.WeakSet[SampleWriter] = weakref.WeakSet()
 
 
@@ -452,6 +453,10 @@ class SampleWriter:
                     self.record_hook_error(exc)
                     self.stats.add("dropped_store_error", item.rows)
                 batch_snapshots += 1
+                if q:
+                    # A backlog: hand the GIL over between snapshots. A serving thread waiting
+                    # for it would otherwise wait for CPython's switch interval (5 ms).
+                    time.sleep(_YIELD_SECONDS)
             # Commit by size or age, not whenever the queue runs dry: at normal traffic that
             # would make every snapshot its own transaction. flush() asks for an early write.
             now = time.monotonic()

@@ -48,6 +48,10 @@ _FALSE = _HDR(_TAG_BOOL, 1) + b"0"
 _canonical_int_str = re.compile(r"0|-?[1-9][0-9]*").fullmatch
 _KIND_NAMES = {_TAG_INT[0]: "int", _TAG_STR[0]: "str", _TAG_BYTES[0]: "bytes", _TAG_BOOL[0]: "bool"}
 _NAME_CACHE_MAX = 1024
+# Encoded (name, value) parts of int and str key columns, kept across requests: entity ids
+# repeat (popular items, one user against many candidates), and a dict hit is a fraction of
+# the cost of encoding. Bounded per join key; cleared when full.
+_VALUE_CACHE_MAX = 16_384
 
 
 class EntityKeyError(ValueError):
@@ -159,13 +163,14 @@ class Sampler:
     (True, False)
     """
 
-    __slots__ = ("_names", "rate", "seed", "threshold")
+    __slots__ = ("_names", "_values", "rate", "seed", "threshold")
 
     def __init__(self, rate: float, seed: int) -> None:
         self.threshold = sample_threshold(rate)
         self.rate = float(rate)
         self.seed = _check_seed(seed)
         self._names: dict[str, bytes] = {}
+        self._values: dict[tuple[str, type], dict[object, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"Sampler(rate={self.rate!r}, seed={self.seed!r})"
@@ -178,6 +183,25 @@ class Sampler:
                 self._names.clear()
             self._names[name] = encoded
         return encoded
+
+    def _column(self, name: str, column: Sequence[object] | np.ndarray) -> list[bytes]:
+        """``name + value`` parts of one key column, from the cache for int and str columns."""
+        values = _column_values(name, column)
+        types = set(map(type, values))
+        if len(types) != 1 or not (int in types or str in types):
+            return _encode_column(name, self._name(name), values, types)
+        cache = self._values.get((name, types.pop()))
+        if cache is None:
+            cache = self._values[(name, type(values[0]))] = {}
+        parts = list(map(cache.get, values))
+        if None in parts:
+            if len(cache) >= _VALUE_CACHE_MAX:
+                cache.clear()
+            missing = list({v for v, p in zip(values, parts) if p is None})
+            for value, part in zip(missing, _encode_column(name, self._name(name), missing)):
+                cache[value] = part
+            parts = list(map(cache.__getitem__, values))
+        return parts  # type: ignore[return-value]
 
     def decide(self, join_keys: Mapping[str, object]) -> bool:
         """Whether this entity key is sampled."""
@@ -204,7 +228,7 @@ class Sampler:
             if not isinstance(name, str):
                 raise EntityKeyError(f"join key names must be str, got {type(name).__qualname__}")
         names.sort()
-        columns = [_encode_column(name, self._name(name), rows[name]) for name in names]
+        columns = [self._column(name, rows[name]) for name in names]
         if not columns:
             return []
         lengths = {len(column) for column in columns}
@@ -214,6 +238,49 @@ class Sampler:
         seed, threshold, h = self.seed, self.threshold, _hash
         keys = columns[0] if len(columns) == 1 else map(b"".join, zip(*columns, strict=True))
         return [h(key, seed) < threshold for key in keys]
+
+    def sample_rows(
+        self, rows: Mapping[str, Sequence[object] | np.ndarray]
+    ) -> tuple[list[int], list[bytes]]:
+        """Indexes of the sampled rows and their canonical entity keys, in row order.
+
+        Same decisions and errors as :meth:`decide_rows`; the keys are the bytes of
+        :func:`canonical_entity_key` for each sampled row, so the caller need not encode again.
+        """
+        names = list(rows)
+        for name in names:
+            if not isinstance(name, str):
+                raise EntityKeyError(f"join key names must be str, got {type(name).__qualname__}")
+        names.sort()
+        return self.sample_columns(names, [rows[name] for name in names])
+
+    def sample_columns(
+        self, names: Sequence[str], columns: Sequence[Sequence[object] | np.ndarray]
+    ) -> tuple[list[int], list[bytes]]:
+        """:meth:`sample_rows` for join key ``names`` already checked (str) and sorted, and
+        their ``columns`` in the same order: the serving hook resolves names once per plan."""
+        parts = [self._column(name, column) for name, column in zip(names, columns)]
+        if not parts:
+            return [], []
+        if len(parts) == 1:
+            keys = parts[0]
+        else:
+            first = len(parts[0])
+            for part in parts:
+                if len(part) != first:
+                    sizes = ", ".join(
+                        f"{n!r}: {len(c)}" for n, c in zip(names, parts, strict=False)
+                    )
+                    raise EntityKeyError(f"entity columns have different lengths ({sizes})")
+            if len(parts) == 2:
+                keys = list(map(bytes.__add__, *parts))
+            else:
+                keys = list(map(b"".join, zip(*parts)))
+        seed, threshold, h = self.seed, self.threshold, _hash
+        if threshold >= SAMPLE_SPACE:
+            return list(range(len(keys))), keys
+        chosen = [i for i, key in enumerate(keys) if h(key, seed) < threshold]
+        return chosen, [keys[i] for i in chosen]
 
 
 def _column_values(name: str, values: Sequence[object] | np.ndarray) -> Sequence[object]:
@@ -234,14 +301,24 @@ def _column_values(name: str, values: Sequence[object] | np.ndarray) -> Sequence
     return values
 
 
-def _encode_column(name: str, prefix: bytes, column: Sequence[object] | np.ndarray) -> list[bytes]:
+def _encode_column(
+    name: str,
+    prefix: bytes,
+    column: Sequence[object] | np.ndarray,
+    types: set[type] | None = None,
+) -> list[bytes]:
     """``prefix + payload`` per value; rejects columns mixing value kinds."""
     values = _column_values(name, column)
-    types = set(map(type, values))
-    if types == {int}:  # the common case: int64 ids
+    if types is None:
+        types = set(map(type, values))
+    if types == {int}:  # the common case: int64 ids, often repeated (one user, many items)
         hdr = _HDR
         try:
-            return [prefix + hdr(_TAG_INT, len(d)) + d for d in (str(v).encode() for v in values)]
+            encoded: dict[object, bytes] = {}
+            for v in set(values):
+                d = b"%d" % v  # type: ignore[str-bytes-safe]
+                encoded[v] = prefix + hdr(_TAG_INT, len(d)) + d
+            return [encoded[v] for v in values]
         except ValueError:
             pass  # a huge int: the slow path raises the proper error
     encode: Callable[[str, object], bytes] = _encode_key_value
