@@ -539,7 +539,6 @@ class ParityCheck:
                 online_values, at_event, at_request = self._as_digests(
                     declared, online_values, at_event, at_request
                 )
-                offline_type = "string" if offline_type is not None else None
             comparison.update(
                 online_values,
                 status,
@@ -574,7 +573,10 @@ class ParityCheck:
             out = []
             for value in list(values):
                 missing = value is None or (isinstance(value, float) and np.isnan(value))
-                out.append(None if missing else keyed_digest(key, _plain(value), declared))
+                value = _plain(value)
+                if declared in ("Int32", "Int64") and isinstance(value, float):
+                    value = int(value)  # pandas widens integer columns with gaps to float
+                out.append(None if missing else keyed_digest(key, value, declared))
             return out
 
         return [served(v) for v in list(online)], offline(at_event), offline(at_request)

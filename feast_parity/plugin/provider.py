@@ -12,6 +12,8 @@ caller and never waits on I/O. Costs and their limits: docs/performance.md "Serv
 from __future__ import annotations
 
 import itertools
+import hashlib
+import hmac
 import json
 import logging
 import operator
@@ -437,7 +439,12 @@ class ParityProvider(PassthroughProvider):
                 )
         layout = []
         for view, cols in by_view.items():
-            columns = [_LogColumn.of(column, pos) for column, pos in cols.values()]
+            key = self.parity_config.redaction_key()
+            redacted = set(self.parity_config.redact)
+            columns = [
+                _LogColumn.of(column, pos, key if f"{view}:{column.feature}" in redacted else None)
+                for column, pos in cols.values()
+            ]
             order = sorted(range(len(columns)), key=lambda k: columns[k].feature)
             fingerprint = schema_fingerprint({c.feature: c.declared for c in columns})
             layout.append(_ViewLayout(view, _signed(fingerprint), columns, order))
@@ -548,9 +555,10 @@ class _LogColumn(NamedTuple):
     head: str  # '"feature":['
     tails: dict[str | None, str]  # proto kind -> '",<online type>,<declared type>]'
     hash_prefix: bytes  # the row hash's per-feature prefix (hashing.py)
+    redact_key: bytes | None = None  # parity.redact: values stored as keyed digests only
 
     @classmethod
-    def of(cls, column: ServedColumn, pos: int) -> _LogColumn:
+    def of(cls, column: ServedColumn, pos: int, redact_key: bytes | None = None) -> _LogColumn:
         declared = _json_str(column.declared_type)
         tails = {
             kind: f'",{_json_str(online)},{declared}]' for kind, online in ONLINE_TYPE_NAMES.items()
@@ -566,6 +574,7 @@ class _LogColumn(NamedTuple):
             _json_str(column.feature) + ":[",
             tails,
             _U32(len(name_b)) + name_b + _U32(len(type_b)) + type_b,
+            redact_key,
         )
 
 
@@ -611,8 +620,13 @@ def _encode_cell(
 ) -> tuple[str, bytes]:
     """(the cell's JSON text, its part of the row hash) for one served value."""
     encoded = encode_value(value, column.declared)
+    value_hash = f"{_hash(encoded):016x}"
+    if column.redact_key is not None and value is not None:
+        # keyed digest only: neither the value nor an unkeyed hash of it reaches the log
+        digest = hmac.new(column.redact_key, encoded, hashlib.sha256).hexdigest()
+        json_text, value_hash, encoded = f'{{"$hmac":"{digest}"}}', digest[:16], digest.encode()
     text = (
-        f'{column.head}{json_text},{status},"{_hash(encoded):016x}'
+        f'{column.head}{json_text},{status},"{value_hash}'
         f"{column.tails.get(kind) or column.tails['other']}"
     )
     return text, column.hash_prefix + _U32(len(encoded)) + encoded
