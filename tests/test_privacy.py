@@ -51,8 +51,9 @@ def test_redacted_values_are_stored_as_keyed_digests_and_still_compared(build_re
     assert fails(report) == [("value_mismatch", "user_engagement:watch_minutes")]
 
     # the training profile of a redacted feature is not stored (its bins would be values)
-    import pandas as pd
     from datetime import datetime, timezone
+
+    import pandas as pd
 
     store = FeatureStore(repo_path=str(repo))
     store.get_historical_features(

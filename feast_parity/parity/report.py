@@ -68,7 +68,7 @@ def _schema(result: Mapping[str, Any]) -> dict[str, Any]:
     online = result.get("online_type")
     offline = result.get("offline_type")
     families = {type_family(t) for t in (declared, online, offline) if type_family(t) is not None}
-    at_serving = set(result.get("declared_at_serving") or [])
+    at_serving = set(result.get("declared_at_serving") or []) - {None, ""}
     diverged = (
         len(families) > 1
         or result.get("missing_offline", False)

@@ -30,7 +30,10 @@ import sqlalchemy as sa
 
 logger = logging.getLogger("feast_parity")
 
-LOG_SCHEMA_VERSION = 1
+# v1: the first layout (no `writer` and `seed` columns; feature cells of 4 fields, without the
+#     declared type). v2: adds both columns and the 5th cell field. Older logs are migrated in
+#     place by ensure_schema (DDL only: old cells stay readable as they are).
+LOG_SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -108,16 +111,32 @@ def ensure_schema(engine: sa.Engine, *, attempts: int = 5) -> None:
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
                     )
+                had_samples = sa.inspect(conn).has_table("parity_samples")
                 metadata.create_all(conn, checkfirst=True)
                 found = conn.execute(
                     sa.select(meta_table.c.value).where(meta_table.c.key == "log_schema_version")
                 ).scalar()
                 if found is None:
+                    version = _detect_version(conn) if had_samples else LOG_SCHEMA_VERSION
                     conn.execute(
-                        meta_table.insert().values(
-                            key="log_schema_version", value=str(LOG_SCHEMA_VERSION)
-                        )
+                        meta_table.insert().values(key="log_schema_version", value=str(version))
                     )
+                else:
+                    version = int(found)
+                if version > LOG_SCHEMA_VERSION:
+                    raise LogSchemaError(
+                        f"the sample log was written by a newer feast-parity (log schema v{version},"
+                        f" this version reads up to v{LOG_SCHEMA_VERSION}): upgrade feast-parity"
+                    )
+                while version < LOG_SCHEMA_VERSION:
+                    MIGRATIONS[version](conn)
+                    version += 1
+                    conn.execute(
+                        meta_table.update()
+                        .where(meta_table.c.key == "log_schema_version")
+                        .values(value=str(version))
+                    )
+                    logger.warning("feast-parity: migrated the sample log to schema v%d", version)
             return
         except sa.exc.DBAPIError as exc:
             lost_race = isinstance(exc, (sa.exc.IntegrityError, sa.exc.ProgrammingError)) or (
@@ -126,6 +145,33 @@ def ensure_schema(engine: sa.Engine, *, attempts: int = 5) -> None:
             if not lost_race or exc.connection_invalidated or attempt == attempts - 1:
                 raise  # e.g. the store is unreachable: no point in retrying here
             time.sleep(0.02 * (attempt + 1))
+
+
+class LogSchemaError(RuntimeError):
+    """The sample log's schema version is newer than this code can read."""
+
+
+def _detect_version(conn: sa.Connection) -> int:
+    """Version of a log that predates the meta table: v1 lacked the `writer` column."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("parity_samples")}
+    return LOG_SCHEMA_VERSION if "writer" in columns else 1
+
+
+def _migrate_v1_to_v2(conn: sa.Connection) -> None:
+    columns = {c["name"] for c in sa.inspect(conn).get_columns("parity_samples")}
+    if "writer" not in columns:
+        conn.execute(
+            sa.text(
+                "ALTER TABLE parity_samples ADD COLUMN writer VARCHAR(64) NOT NULL DEFAULT 'unknown'"
+            )
+        )
+    if "seed" not in columns:
+        conn.execute(
+            sa.text("ALTER TABLE parity_samples ADD COLUMN seed BIGINT NOT NULL DEFAULT 0")
+        )
+
+
+MIGRATIONS = {1: _migrate_v1_to_v2}  # version -> the step that brings it to version + 1
 
 
 def redact_url(url: str) -> str:
@@ -723,7 +769,13 @@ def decode_features(features_json: str) -> dict[str, FeatureCell]:
     """``features`` column -> {feature name: FeatureCell}."""
     raw = json.loads(features_json)
     return {
-        name: FeatureCell(decode_json_value(v[0]), int(v[1]), str(v[2]), str(v[3]), str(v[4]))
+        name: FeatureCell(
+            decode_json_value(v[0]),
+            int(v[1]),
+            str(v[2]),
+            str(v[3]),
+            str(v[4]) if len(v) > 4 else "",
+        )
         for name, v in raw.items()
     }
 

@@ -248,7 +248,8 @@ def _decode_feature_columns(texts: Any) -> dict[str, FeatureColumn]:
             column[0][idx] = _object_array(values)
             column[1][idx] = parts[1]
             column[2][idx] = _object_array(parts[3])
-            column[3][idx] = _object_array(parts[4])
+            # cells of log schema v1 had no declared type (4 fields): the registry's is used
+            column[3][idx] = _object_array(parts[4]) if len(parts) > 4 else None
             column[4][idx] = True
     weights = np.bincount(codes, minlength=u)  # rows per distinct text
     first_row = np.full(u, len(codes), dtype=np.int64)
@@ -525,7 +526,9 @@ class ParityCheck:
             online_values = column.values
             status = column.status
             online_types = column.online_types
-            declared_serving = column.declared
+            declared_serving = {  # cells of log schema v1 carry no declared type
+                d: count for d, count in column.declared.items() if d not in (None, "None", "")
+            }
             if name in offline:
                 at_event, has_event, at_request, offline_type = offline[name]
                 if exact_rows is not None:

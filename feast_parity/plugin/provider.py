@@ -11,9 +11,9 @@ caller and never waits on I/O. Costs and their limits: docs/performance.md "Serv
 
 from __future__ import annotations
 
-import itertools
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import operator
@@ -284,6 +284,18 @@ class ParityProvider(PassthroughProvider):
             features, entity_rows, response, request_time, registry, project, full_feature_names
         )
         return response
+
+    async def close(self) -> None:
+        """Feast's feature server awaits this at shutdown, after in-flight requests finished:
+        flush what they sampled (the SIGTERM handler alone would run before them)."""
+        try:
+            await super().close()
+        finally:
+            writer = self._writer
+            if writer is not None:
+                import asyncio
+
+                await asyncio.get_running_loop().run_in_executor(None, writer.flush, 10.0)
 
     # -- offline retrieval hook: training lineage (feast_parity.plugin.lineage) --
 
