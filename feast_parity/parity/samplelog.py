@@ -125,8 +125,9 @@ def ensure_schema(engine: sa.Engine, *, attempts: int = 5) -> None:
                     version = int(found)
                 if version > LOG_SCHEMA_VERSION:
                     raise LogSchemaError(
-                        f"the sample log was written by a newer feast-parity (log schema v{version},"
-                        f" this version reads up to v{LOG_SCHEMA_VERSION}): upgrade feast-parity"
+                        f"the sample log was written by a newer feast-parity (log schema "
+                        f"v{version}, this version reads up to v{LOG_SCHEMA_VERSION}): "
+                        "upgrade feast-parity"
                     )
                 while version < LOG_SCHEMA_VERSION:
                     MIGRATIONS[version](conn)
@@ -162,7 +163,8 @@ def _migrate_v1_to_v2(conn: sa.Connection) -> None:
     if "writer" not in columns:
         conn.execute(
             sa.text(
-                "ALTER TABLE parity_samples ADD COLUMN writer VARCHAR(64) NOT NULL DEFAULT 'unknown'"
+                "ALTER TABLE parity_samples "
+                "ADD COLUMN writer VARCHAR(64) NOT NULL DEFAULT 'unknown'"
             )
         )
     if "seed" not in columns:
