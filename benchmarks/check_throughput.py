@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shlex
 import shutil
 import subprocess
@@ -40,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_average, machine_info, replace_section  # noqa: E402
 
 SECTION = "## Check throughput"
 VIEW = "user_stats"
@@ -454,34 +455,6 @@ def _run_json(command: list[str], timeout: float) -> tuple[dict[str, Any] | None
 # --- report ------------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, str]:
-    import feast
-
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": f"{os.cpu_count()} logical ({usable} usable by this process)",
-        "python": f"{platform.python_version()} ({platform.python_implementation()})",
-        "feast": feast.__version__,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
-def _loadavg() -> str:
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
-
-
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
@@ -624,11 +597,11 @@ def render(
         "",
         f"Produced by `{command}` (wall time {wall:.0f} s, log generation included) on:",
         "",
-        f"- CPU: {info['cpu']}",
-        f"- Cores: {info['cores']}",
-        f"- Python: {info['python']}",
-        f"- Feast: {info['feast']}",
-        f"- Date: {info['date']}",
+        f"- CPU: {info['CPU']}",
+        f"- Cores: {info['Cores']}",
+        f"- Python: {info['Python']}",
+        f"- Feast: {info['Feast']}",
+        f"- Date: {info['Date']}",
         f"- Load average (1, 5, 15 min; `uptime`), shared machine: {info.get('load', '?')}",
     ]
     for r in results:
@@ -636,16 +609,6 @@ def render(
             lines.append(f"- Evidently: {r['evidently']['version']} (`{r['evidently']['api']}`)")
             break
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Performance\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -676,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    load_before = _loadavg()
+    load_before = load_average()
     command = ".venv/bin/python benchmarks/check_throughput.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
@@ -737,13 +700,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
     wall = time.perf_counter() - started
-    info = machine()
-    info["load"] = f"before {load_before}; after {_loadavg()}"
+    info = machine_info()
+    info["load"] = f"before {load_before}; after {load_average()}"
     section = render(results, info, args, command, wall, evidently_note)
     print(section)
     print(json.dumps(results, default=str))
     if args.out:
-        write_section(args.out, section)
+        replace_section(args.out, SECTION, section)
         print(f"wrote the {SECTION!r} section of {args.out}")
     return 0
 

@@ -31,7 +31,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -54,6 +53,9 @@ import yaml
 
 from feast_parity import demo
 from feast_parity.parity.sampling import Sampler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_average, machine_info, replace_section  # noqa: E402
 
 SECTION = "## Load (feast serve)"
 USERS, VIDEOS, DAYS = 1000, 300, 3
@@ -95,49 +97,14 @@ class Run:
 # -- machine ------------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, str]:
-    import feast
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 0
+def server_versions() -> str:
     try:
         import gunicorn
         import uvicorn
 
-        server = f"gunicorn {gunicorn.__version__}, uvicorn {uvicorn.__version__}"
+        return f"gunicorn {gunicorn.__version__}, uvicorn {uvicorn.__version__}"
     except ImportError:
-        server = "uvicorn"
-    return {
-        "CPU": cpu,
-        "Cores": f"{os.cpu_count()} logical ({usable} usable by this process)",
-        "Python": f"{platform.python_version()} ({platform.python_implementation()})",
-        "Feast": feast.__version__,
-        "Server": server,
-        "OS": f"{platform.system()} {platform.release()}",
-        "Date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
-def load_average() -> str:
-    try:
-        out = subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout
-        match = re.search(r"load averages?:\s*(.*)", out)
-        if match:
-            return match.group(1).strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+        return "uvicorn"
 
 
 # -- repo and server ----------------------------------------------------------------------------
@@ -611,33 +578,6 @@ def shutdown_note(runs: list[Run]) -> str:
     return f"{head}: {lost}.{why}\n"
 
 
-def replace_section(path: Path, body: str) -> None:
-    """Rewrite only the ``## Load (feast serve)`` section of a Markdown file (append if absent)."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    lines = text.splitlines(keepends=True)
-    start = end = None
-    in_fence = False
-    for i, line in enumerate(lines):
-        if re.match(r"\s*(```|~~~)", line):
-            in_fence = not in_fence
-            continue
-        if in_fence:
-            continue
-        if start is None and line.rstrip() == SECTION:
-            start = i
-        elif start is not None and re.match(r"#{1,2} ", line):
-            end = i
-            break
-    body = body.rstrip("\n") + "\n"
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        rest = "".join(lines[len(lines) if end is None else end :])
-        new = "".join(lines[:start]) + body + ("\n" + rest if rest else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
-
-
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -667,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     command = ".venv/bin/python benchmarks/serve_load.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
-    machine = machine_info()
+    machine = machine_info({"Server": server_versions()})
     code_before = code_fingerprint()
     load_before = load_average()
     for key, value in machine.items():
@@ -738,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         body = section(
             runs, summaries, machine, (load_before, load_after), command, serve, args, elapsed
         )
-        replace_section(args.out, body)
+        replace_section(args.out, SECTION, body)
         print(f"wrote the {SECTION[3:]!r} section of {args.out}")
     return 0
 

@@ -32,9 +32,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import random
-import re
 import shlex
 import shutil
 import sys
@@ -49,6 +47,9 @@ import numpy as np
 import yaml
 
 from feast_parity import demo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_average, machine_info, replace_section  # noqa: E402
 
 SECTION = "## Serving overhead"
 USERS, VIDEOS, DAYS = 1000, 300, 3
@@ -77,42 +78,6 @@ class Variant:
     counters: dict[str, int] = field(default_factory=dict)  # over the interleaved loop
     writer_cpu_s: float | None = None  # writer thread CPU seconds over the interleaved loop
     flushed: bool = True
-
-
-# -- machine ------------------------------------------------------------------------------------
-
-
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages (other jobs on the machine skew every number)."""
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def machine_info() -> dict[str, str]:
-    import feast
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 0
-    return {
-        "CPU": cpu,
-        "Cores": f"{os.cpu_count()} logical ({usable} usable by this process)",
-        "Python": f"{platform.python_version()} ({platform.python_implementation()})",
-        "Feast": feast.__version__,
-        "OS": f"{platform.system()} {platform.release()}",
-        "Date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
 
 
 # -- setup --------------------------------------------------------------------------------------
@@ -515,33 +480,6 @@ Produced by `{command}` (wall time {elapsed:.0f} s) on:
 """
 
 
-def replace_section(path: Path, body: str) -> None:
-    """Rewrite only the ``## Serving overhead`` section of a Markdown file (create if missing)."""
-    text = path.read_text() if path.exists() else "# Performance\n"
-    lines = text.splitlines(keepends=True)
-    start = end = None
-    in_fence = False
-    for i, line in enumerate(lines):
-        if re.match(r"\s*(```|~~~)", line):
-            in_fence = not in_fence
-            continue
-        if in_fence:
-            continue
-        if start is None and line.rstrip() == SECTION:
-            start = i
-        elif start is not None and re.match(r"#{1,2} ", line):
-            end = i
-            break
-    body = body.rstrip("\n") + "\n"
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body
-    else:
-        rest = "".join(lines[len(lines) if end is None else end :])
-        new = "".join(lines[:start]) + body + ("\n" + rest if rest else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
-
-
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -635,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
             + ["--out", str(args.out)]
         )
         body = section(variants, interleaved, blocked, machine, command, args, elapsed)
-        replace_section(args.out, body)
+        replace_section(args.out, SECTION, body)
         print(f"wrote the {SECTION[3:]!r} section of {args.out}")
     return 0
 
