@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build and exercise the demo repo.")
     parser.add_argument("--repo", type=Path, default=DEMO_SOURCE)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--sample-rate", type=float, default=0.05)
+    parser.add_argument("--sample-rate", type=float, default=0.01)
     args = parser.parse_args(argv)
     repo: Path = args.repo
     data = repo / "data"
