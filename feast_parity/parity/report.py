@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -478,6 +479,23 @@ def render_text(report: Mapping[str, Any]) -> str:
 _COLORS = {"fail": "#c62828", "warn": "#ef6c00", "ok": "#2e7d32", "insufficient_data": "#757575"}
 
 
+def _axis_label(label: str) -> str:
+    """A bin label short enough for an axis: ``[0.0009929, 0.004279)`` -> ``≥0.00099``.
+
+    >>> _axis_label("[0.0009929, 0.004279)"), _axis_label("< 0.0009929"), _axis_label("US")
+    ('≥0.00099', '<0.00099', 'US')
+    """
+    match = re.match(r"^(\[|< |>= )(-?[0-9.eE+-]+)", label)
+    if not match:
+        return label
+    sign = {"[": "≥", "< ": "<", ">= ": "≥"}[match.group(1)]
+    try:
+        value = float(match.group(2))
+        return f"{sign}{value:.3g}" if 1 <= abs(value) < 1e4 else f"{sign}{value:.2g}"
+    except ValueError:
+        return label
+
+
 def _bars_svg(
     labels: Sequence[str],
     series: Mapping[str, Sequence[float]],
@@ -511,6 +529,7 @@ def _bars_svg(
                 f"{html.escape(labels[i])}: {value:.1%}</title></rect>"
             )
     for i, label in enumerate(labels):
+        label = _axis_label(label)
         if n <= 14 or i % 2 == 0:
             parts.append(
                 f'<text x="{30 + (i + 0.5) * bar_w:.1f}" y="{height + 14}" '
@@ -576,14 +595,14 @@ def render_html(
 <html lang="en"><head><meta charset="utf-8"><title>feast-parity report {esc(report["run_id"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
 table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}}
-.grid{{display:flex;flex-wrap:wrap;gap:12px}}.card{{border:1px solid #ddd;border-radius:6px;padding:8px}}
+.grid{{display:flex;flex-wrap:wrap;gap:12px}}.card{{border:1px solid #ddd;border-radius:6px;padding:8px;width:480px}}
 h3{{font-size:14px;margin:4px 0}}p{{font-size:12px}}</style></head><body>
 <h1>feast-parity: {esc(report["project"])} <span style="color:{_COLORS[report["status"]]}">
 {esc(report["status"])}</span></h1>
 <p>window {esc(report["window"]["start"])} .. {esc(report["window"]["end"])} ·
 {report["samples"]:,} samples · run {esc(report["run_id"])}</p>
 <h2>Findings</h2>
-<table><tr><th>severity</th><th>kind</th><th>where</th><th>message</th></tr>{"".join(rows)}</table>
+{"<table><tr><th>severity</th><th>kind</th><th>where</th><th>message</th></tr>" + "".join(rows) + "</table>" if rows else "<p>No findings: served values match the offline store.</p>"}
 {"<ul>" + notes + "</ul>" if notes else ""}
 <h2>Features: served (online) vs offline point-in-time values of the same rows</h2>
 <div class="grid">{"".join(cards)}</div>
