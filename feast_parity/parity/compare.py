@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -173,7 +173,8 @@ def _hashable(value: Any) -> Any:
 
 def null_mask(values: np.ndarray) -> np.ndarray:
     if values.dtype == object:
-        return np.equal(values, None)
+        # numpy's stubs reject None here; elementwise on object arrays it is valid
+        return np.equal(values, None)  # type: ignore[call-overload]
     return np.isnan(values)
 
 
@@ -338,13 +339,13 @@ class FeatureComparison:
 
     def update(
         self,
-        online_values: Sequence[Any],
+        online_values: Sequence[Any] | np.ndarray,
         online_status: np.ndarray,
         online_types: Sequence[str] | Mapping[str, int],
         declared_at_serving: Sequence[str] | Mapping[str, int],
-        offline_at_event: Sequence[Any],
+        offline_at_event: Sequence[Any] | np.ndarray,
         has_event_row: np.ndarray,
-        offline_at_request: Sequence[Any],
+        offline_at_request: Sequence[Any] | np.ndarray,
         offline_type: str | None,
         stale_lag_seconds: np.ndarray | None = None,
         entity_keys: Sequence[str] | None = None,
@@ -445,8 +446,8 @@ class FeatureComparison:
         rows: np.ndarray,
         candidate: np.ndarray,
         online: np.ndarray,
-        online_values: Sequence[Any],
-        offline_at_event: Sequence[Any],
+        online_values: Sequence[Any] | np.ndarray,
+        offline_at_event: Sequence[Any] | np.ndarray,
         entity_keys: Sequence[str],
         first_row: int,
     ) -> None:
@@ -533,7 +534,7 @@ class FeatureComparison:
         online_null: np.ndarray,
         differs: np.ndarray,
         request_differs: np.ndarray | None = None,
-        factorized: tuple[Sequence[Any], np.ndarray] | None = None,
+        factorized: tuple[Sequence[Any] | _FloatKeys, np.ndarray] | None = None,
     ) -> None:
         """Per candidate fill value (the TALLY_CAP most frequent online values of the chunk):
         online and offline counts, rows where it replaces a different real offline value, and
@@ -585,7 +586,7 @@ class FeatureComparison:
         at_request: np.ndarray,
         online_null: np.ndarray,
         request_null: np.ndarray,
-        factorized: tuple[Sequence[Any], np.ndarray] | None = None,
+        factorized: tuple[Sequence[Any] | _FloatKeys, np.ndarray] | None = None,
     ) -> None:
         if self.kind == "numeric":
             on = online[~online_null].astype(np.float64)
@@ -671,10 +672,14 @@ class FeatureComparison:
         mismatches = max(self.mismatches - default_mismatches, 0)
         psi_value, ks_stat, ks_p = self._drift()
         online_type = (
-            max(self.online_types, key=self.online_types.get) if self.online_types else None
+            max(self.online_types, key=cast(Callable[[str], int], self.online_types.get))
+            if self.online_types
+            else None
         )
         offline_type = (
-            max(self.offline_types, key=self.offline_types.get) if self.offline_types else None
+            max(self.offline_types, key=cast(Callable[[str], int], self.offline_types.get))
+            if self.offline_types
+            else None
         )
         return {
             "rows": self.rows,
@@ -766,7 +771,7 @@ class ViewFreshness:
         return _percentiles(self.sample.values)
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
+def _percentiles(values: Sequence[float] | np.ndarray) -> dict[str, float | None]:
     if not len(values):
         return {"p50": None, "p95": None, "p99": None}
     arr = np.asarray(values, dtype=np.float64)
@@ -795,7 +800,7 @@ class _FloatKeys:
         return iter(self.values.tolist())
 
 
-def _factorize(values: np.ndarray) -> tuple[Sequence[Any], np.ndarray]:
+def _factorize(values: np.ndarray) -> tuple[Sequence[Any] | _FloatKeys, np.ndarray]:
     """Distinct values and each value's code, distinct values in order of first appearance
     (as a dict); equality as Python's ``==``/hash."""
     if values.dtype != object:
@@ -862,7 +867,7 @@ def _top(counts: np.ndarray, cap: int, ties: np.ndarray | None = None) -> np.nda
     return chosen[np.lexsort((ties[chosen], -counts[chosen]))][:cap]
 
 
-def _str_labels(values: list[Any], codes: np.ndarray) -> pa.Array:
+def _str_labels(values: Sequence[Any] | _FloatKeys, codes: np.ndarray) -> pa.Array:
     """``str(v)`` of every value given factorized (distinct values, codes), as an Arrow
     dictionary array: each distinct value is turned into a label once."""
     labels = pa.array([str(v) for v in values], type=pa.string())

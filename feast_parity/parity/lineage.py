@@ -68,6 +68,7 @@ def profile_column(values: Any, declared_type: str, bins: int = 10) -> dict[str,
     series = pd.Series(values)
     nulls = int(series.isna().sum())
     valid = series.dropna()
+    hist: NumericHistogram | CategoricalHistogram
     if declared_type in NUMERIC_TYPES:
         numbers = pd.to_numeric(valid, errors="coerce").to_numpy(dtype=np.float64)
         finite = numbers[np.isfinite(numbers)]

@@ -314,11 +314,12 @@ def _encode_column(
     if types == {int}:  # the common case: int64 ids, often repeated (one user, many items)
         hdr = _HDR
         try:
-            encoded: dict[object, bytes] = {}
+            # mypy checks a try body against the declared union, not the narrowed dict
+            encoded: dict[object, bytes] | list[bytes] = {}
             for v in set(values):
-                d = b"%d" % v  # type: ignore[str-bytes-safe]
-                encoded[v] = prefix + hdr(_TAG_INT, len(d)) + d
-            return [encoded[v] for v in values]
+                d = b"%d" % v  # type: ignore[str-format]  # types == {int}: every v is an int
+                encoded[v] = prefix + hdr(_TAG_INT, len(d)) + d  # type: ignore[call-overload]
+            return [encoded[v] for v in values]  # type: ignore[call-overload]
         except ValueError:
             pass  # a huge int: the slow path raises the proper error
     encode: Callable[[str, object], bytes] = _encode_key_value

@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -227,7 +227,7 @@ def _decode_feature_columns(texts: Any) -> dict[str, FeatureColumn]:
     layouts: dict[tuple[str, ...], list[int]] = {}
     for j, cells in enumerate(parsed):
         layouts.setdefault(tuple(cells), []).append(j)
-    by_name: dict[str, list[Any]] = {}
+    by_name: dict[str, list[np.ndarray]] = {}
     for layout, members in layouts.items():
         idx = np.asarray(members, dtype=np.int64)
         per_feature = zip(*(parsed[j].values() for j in members))
@@ -242,7 +242,7 @@ def _decode_feature_columns(texts: Any) -> dict[str, FeatureColumn]:
                     np.zeros(u, dtype=bool),
                 ]
             parts = list(zip(*cells))
-            values = parts[0]
+            values: Sequence[Any] | np.ndarray = parts[0]
             if not set(map(type, values)) <= _PLAIN_JSON_TYPES:
                 values = [decode_json_value(v) for v in values]
             column[0][idx] = _object_array(values)
@@ -523,12 +523,14 @@ class ParityCheck:
                 reference = self.training_profiles.get(comparison.feature)
                 if reference is not None:
                     comparison.set_training_reference(*reference)
-            online_values = column.values
+            online_values: np.ndarray | list[Any] = column.values
             status = column.status
             online_types = column.online_types
             declared_serving = {  # cells of log schema v1 carry no declared type
                 d: count for d, count in column.declared.items() if d not in (None, "None", "")
             }
+            at_event: np.ndarray | list[Any]
+            at_request: np.ndarray | list[Any]
             if name in offline:
                 at_event, has_event, at_request, offline_type = offline[name]
                 if exact_rows is not None:
@@ -834,7 +836,7 @@ class ParityCheck:
         features: list[str],
         keys: list[dict[str, Any]],
         request_times: pd.Series,
-    ) -> dict[str, list[Any]]:
+    ) -> dict[str, np.ndarray]:
         """Offline values of ``features`` of a batch view at request time, per row (None where
         the row's entity key lacks the view's join keys or the store has no value)."""
         found = _lookup_view(self.store, view_name)

@@ -324,6 +324,7 @@ def run_metric_families(report: Mapping[str, Any], open_alerts: Sequence[Any] = 
         "Status of the feature: 0 ok, 1 insufficient_data, 2 warn, 3 fail",
         ["feature_view", "feature"],
     )
+    key: str | tuple[str, str]  # feature-row keys here, (kind, severity) below
     for row in report.get("features") or []:
         feature = str(row["feature"])
         view = str(row.get("feature_view") or feature.split(":", 1)[0])
