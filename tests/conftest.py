@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from feast_parity import demo
+from tests.faults import now_hour
 
 POSTGRES_URL = os.environ.get(
     "FEAST_PARITY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-
-
-def now_hour() -> datetime:
-    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture

@@ -1,17 +1,70 @@
-"""Fault injection into a real demo repo's online store, through Feast's own write path."""
+"""Shared test support: the demo repo's time anchor, serving by feature refs, fault injection
+into the online store through Feast's own write path, and reading what the check found."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from feast import FeatureStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import python_values_to_proto_values
+
+from feast_parity import demo
+
+BATCH_REFS = [
+    "user_engagement:click_through_rate",
+    "user_engagement:watch_minutes",
+    "user_engagement:sessions",
+    "user_engagement:country",
+    "user_engagement:device",
+    "video_stats:popularity",
+    "video_stats:age_days",
+    "video_stats:category",
+]
+
+
+def now_hour() -> datetime:
+    """The demo data's last snapshot time: now, floored to the hour."""
+    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def serve_refs(
+    repo: Path, requests: int, seed: int = 1, users: int = 300, videos: int = 100
+) -> None:
+    """Serve requests of 10 distinct (user, video) pairs by feature refs, then flush the log;
+    fail if the sample log dropped anything (a fault test must see every sampled row)."""
+    store = FeatureStore(repo_path=str(repo))
+    rng = np.random.default_rng(seed)
+    for _ in range(requests):
+        user_ids = rng.choice(users, size=10, replace=False) + demo.FIRST_USER
+        video_ids = rng.choice(videos, size=10, replace=False) + demo.FIRST_VIDEO
+        rows = [{"user_id": int(u), "video_id": int(v)} for u, v in zip(user_ids, video_ids)]
+        store.get_online_features(BATCH_REFS, entity_rows=rows)
+    provider = store._get_provider()
+    assert provider.flush_samples()
+    stats = provider.parity_stats()
+    assert not any(v for k, v in stats.items() if "drop" in k or "error" in k), stats
+
+
+def fails(report: dict) -> list[tuple[str, str]]:
+    """(kind, feature or view) of every fail finding, sorted."""
+    return sorted(
+        (f["kind"], f.get("feature") or f.get("feature_view"))
+        for f in report["findings"]
+        if f["severity"] == "fail"
+    )
+
+
+def feature(report: dict, name: str) -> dict:
+    """The report's row of one feature ref."""
+    return next(f for f in report["features"] if f["feature"] == name)
+
 
 SOURCES = {
     "user_engagement": ("user_engagement.parquet", "user_id"),

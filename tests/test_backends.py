@@ -45,26 +45,20 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_parity import demo
 from feast_parity.plugin.check import run_check
-from tests.faults import latest_rows, write_online
+from tests.faults import (
+    BATCH_REFS,
+    fails,
+    feature,
+    latest_rows,
+    now_hour,
+    write_online,
+)
+from tests.faults import serve_refs as _serve_refs
 
 REDIS = os.environ.get("FEAST_PARITY_TEST_REDIS", "127.0.0.1:6379")
 REDIS_HOST, REDIS_PORT = REDIS.rsplit(":", 1)[0], int(REDIS.rsplit(":", 1)[1])
 BACKENDS = ("pg_store", "redis_online", "pg_online", "pg_offline")
-BATCH_REFS = [
-    "user_engagement:click_through_rate",
-    "user_engagement:watch_minutes",
-    "user_engagement:sessions",
-    "user_engagement:country",
-    "user_engagement:device",
-    "video_stats:popularity",
-    "video_stats:age_days",
-    "video_stats:category",
-]
 USERS, VIDEOS, DAYS = 300, 100, 5
-
-
-def now_hour() -> datetime:
-    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
 def redis_client() -> Any:
@@ -175,33 +169,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
             client.delete(*keys)
         assert not list(client.scan_iter(match=pattern, count=1000))
         client.close()
-
-
-def serve_refs(repo: Path, requests: int, seed: int = 1) -> None:
-    """Serve requests of 10 distinct (user, video) pairs by feature refs, then flush the log."""
-    store = FeatureStore(repo_path=str(repo))
-    rng = np.random.default_rng(seed)
-    for _ in range(requests):
-        users = rng.choice(USERS, size=10, replace=False) + demo.FIRST_USER
-        videos = rng.choice(VIDEOS, size=10, replace=False) + demo.FIRST_VIDEO
-        rows = [{"user_id": int(u), "video_id": int(v)} for u, v in zip(users, videos)]
-        store.get_online_features(BATCH_REFS, entity_rows=rows)
-    provider = store._get_provider()
-    assert provider.flush_samples()
-    stats = provider.parity_stats()
-    assert not any(v for k, v in stats.items() if "drop" in k or "error" in k), stats
-
-
-def fails(report: dict) -> list[tuple[str, str]]:
-    return sorted(
-        (f["kind"], f.get("feature") or f.get("feature_view"))
-        for f in report["findings"]
-        if f["severity"] == "fail"
-    )
-
-
-def feature(report: dict, name: str) -> dict:
-    return next(f for f in report["features"] if f["feature"] == name)
 
 
 def test_clean_repo_has_no_findings(backend: Backend) -> None:
@@ -330,3 +297,7 @@ def test_postgres_variant_defines_the_same_features() -> None:
     }
     ignored = (demo.DEMO_SOURCE / ".feastignore").read_text()
     assert "features_postgres.py" in ignored
+
+
+def serve_refs(repo: Path, requests: int, seed: int = 1) -> None:
+    _serve_refs(repo, requests, seed, users=USERS, videos=VIDEOS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,42 +13,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast_parity import demo
 from feast_parity.cli import main as cli
 from feast_parity.plugin.check import run_check
-from tests.faults import latest_rows, write_online
-
-BATCH_REFS = [
-    "user_engagement:click_through_rate",
-    "user_engagement:watch_minutes",
-    "user_engagement:sessions",
-    "user_engagement:country",
-    "user_engagement:device",
-    "video_stats:popularity",
-    "video_stats:age_days",
-    "video_stats:category",
-]
-
-
-def serve_refs(repo: Path, requests: int = 120, seed: int = 1) -> None:
-    """Serve requests of 10 distinct (user, video) pairs by feature refs, then flush the log."""
-    store = FeatureStore(repo_path=str(repo))
-    rng = np.random.default_rng(seed)
-    for _ in range(requests):
-        users = rng.choice(300, size=10, replace=False) + demo.FIRST_USER
-        videos = rng.choice(100, size=10, replace=False) + demo.FIRST_VIDEO
-        rows = [{"user_id": int(u), "video_id": int(v)} for u, v in zip(users, videos)]
-        store.get_online_features(BATCH_REFS, entity_rows=rows)
-    assert store._get_provider().flush_samples()
-
-
-def fails(report: dict) -> list[tuple[str, str]]:
-    return sorted(
-        (f["kind"], f.get("feature") or f.get("feature_view"))
-        for f in report["findings"]
-        if f["severity"] == "fail"
-    )
-
-
-def feature(report: dict, name: str) -> dict:
-    return next(f for f in report["features"] if f["feature"] == name)
+from tests.faults import fails, feature, latest_rows, serve_refs, write_online
 
 
 def test_clean_repo_has_no_findings_and_exit_0(build_repo, tmp_path):

@@ -10,8 +10,7 @@ from feast_parity import demo
 from feast_parity.cli import main as cli
 from feast_parity.parity.samplelog import redact_url
 from feast_parity.plugin.check import run_check
-from tests.faults import latest_rows, write_online
-from tests.test_check import fails, feature, serve_refs
+from tests.faults import fails, feature, latest_rows, serve_refs, write_online
 
 REDACTED = ["user_engagement:country", "user_engagement:watch_minutes"]
 

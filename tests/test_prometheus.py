@@ -24,7 +24,7 @@ from feast_parity.parity.alerts import AlertRules, evaluate, store_alerts
 from feast_parity.parity.results import load_runs, store_run
 from feast_parity.parity.samplelog import create_engine
 from feast_parity.plugin import metrics
-from tests.conftest import now_hour
+from tests.faults import now_hour
 from tests.test_alerts import PROJECT, WATCH, report
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "examples" / "grafana_dashboard.json"

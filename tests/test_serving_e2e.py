@@ -33,6 +33,7 @@ from feast_parity import demo, read_samples
 from feast_parity.parity.samplelog import decode_features, read_feature_samples
 from feast_parity.parity.sampling import Sampler
 from feast_parity.plugin.provider import ParityProvider
+from tests.faults import now_hour
 
 USERS, VIDEOS, DAYS = 300, 100, 5
 FIRST_USER, FIRST_VIDEO = demo.FIRST_USER, demo.FIRST_VIDEO
@@ -47,10 +48,6 @@ PLUGIN = "feast_parity.ParityProvider"
 # Online type the log must record for each declared Feast type (PRESENT values).
 ONLINE_TYPE_OF = {"Float32": "float32", "Float64": "float64", "Int64": "int64", "String": "string"}
 REDIS = os.environ.get("FEAST_PARITY_TEST_REDIS", "127.0.0.1:6379")
-
-
-def _now_hour() -> datetime:
-    return datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
 
 
 # --- the shared repo ---------------------------------------------------------------------------
@@ -79,7 +76,7 @@ def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> DemoRepo:
     repo = tmp_path_factory.mktemp("serving_e2e") / "repo"
     # A project name of our own: the Redis online store (async test) keys by project.
     project = f"parity_e2e_{uuid.uuid4().hex[:10]}"
-    end = _now_hour()
+    end = now_hour()
     demo.make_demo_repo(repo, users=USERS, videos=VIDEOS, days=DAYS, end=end, sample_rate=0.0)
     _write_config(repo, project, sample_rate=0.0)
     demo.feast_apply(repo)

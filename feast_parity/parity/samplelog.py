@@ -14,7 +14,6 @@ import atexit
 import base64
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -822,13 +821,6 @@ def read_feature_samples(
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             arrays[name] = pa.array([None if v is None else repr(v) for v in values], pa.string())
     return pa.table(arrays)
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """Helper for timestamps: NaN/inf event times are stored as NULL."""
-    if value is None or not math.isfinite(value):
-        return None
-    return value
 
 
 def count_samples(

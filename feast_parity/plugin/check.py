@@ -359,6 +359,7 @@ class ParityCheck:
                 f"cannot open the parity store {redact_url(self.url)}: {exc}"
             ) from None
         self.notes: list[str] = []
+        self._views_by_name: dict[str, tuple[Any, bool] | None] = {}
         self.dimensions = self._cohort_dimensions()
         self.training_profiles = self._training_profiles()
         self.redacted = set(self.config.redact)
@@ -372,6 +373,13 @@ class ParityCheck:
             "decode_seconds": 0.0,
             "results_seconds": 0.0,
         }
+
+    def _view(self, name: str) -> tuple[Any, bool] | None:
+        """A registry view by name, looked up once per run (the registry does not change
+        under a check, and uncached lookups re-read it)."""
+        if name not in self._views_by_name:
+            self._views_by_name[name] = _lookup_view(self.store, name)
+        return self._views_by_name[name]
 
     def _training_profiles(self) -> dict[str, tuple[Any, str]]:
         """Per feature ref: the newest training profile (histogram, dataset id), if any."""
@@ -462,7 +470,7 @@ class ParityCheck:
         rows: pd.DataFrame,
         cohort_labels: dict[str, np.ndarray] | None = None,
     ) -> None:
-        found = _lookup_view(self.store, view_name)
+        found = self._view(view_name)
         if found is None:
             self.deleted_views[view_name] = self.deleted_views.get(view_name, 0) + len(rows)
             return
@@ -601,7 +609,7 @@ class ParityCheck:
             return {}
         n = len(keys)
         key_frame = _decoded_key_frame(keys)
-        found = _lookup_view(self.store, view_name)
+        found = self._view(view_name)
         if found is not None and not on_demand:
             view_keys = [c.name for c in found[0].entity_columns if c.name in key_frame.columns]
         else:
@@ -770,7 +778,7 @@ class ParityCheck:
                         f"(join keys: {', '.join(sorted(join_keys)) or 'none'})"
                     )
                 continue
-            found = _lookup_view(self.store, str(dim.feature_view))
+            found = self._view(str(dim.feature_view))
             if found is None or found[1]:
                 what = "an on-demand feature view" if found else "not a feature view"
                 raise CheckError(
@@ -839,7 +847,7 @@ class ParityCheck:
     ) -> dict[str, np.ndarray]:
         """Offline values of ``features`` of a batch view at request time, per row (None where
         the row's entity key lacks the view's join keys or the store has no value)."""
-        found = _lookup_view(self.store, view_name)
+        found = self._view(view_name)
         n = len(keys)
         if found is None or found[1] or n == 0:
             return {}
@@ -877,7 +885,7 @@ class ParityCheck:
         thresholds = self.config.thresholds
         out = []
         for view_name, state in sorted(self.views.items()):
-            found = _lookup_view(self.store, view_name)
+            found = self._view(view_name)
             declared_now = {f.name: str(f.dtype) for f in found[0].features} if found else {}
             fingerprint = definition_fingerprint(found[0], found[1]) if found else None
             for name, comparison in sorted(state.features.items()):
@@ -894,7 +902,7 @@ class ParityCheck:
     def _view_results(self) -> list[dict[str, Any]]:
         out = []
         for view_name, state in sorted(self.views.items()):
-            found = _lookup_view(self.store, view_name)
+            found = self._view(view_name)
             if found is None or found[1]:
                 continue
             view = found[0]
