@@ -29,12 +29,16 @@ def __getattr__(name: str) -> Any:
         from feast_parity.plugin.provider import ParityProvider
 
         return ParityProvider
-    if name in ("lineage", "training_gate", "TrainingGateError", "LineageError"):
+    if name in ("lineage", "training_gate", "TrainingGateError"):
         from feast_parity.plugin import lineage as lineage_module
 
         return getattr(lineage_module, name)
+    if name == "LineageError":
+        from feast_parity.plugin.errors import LineageError
+
+        return LineageError
     if name == "read_samples":
-        from feast_parity.parity.samplelog import read_samples
+        from feast_parity.store.samples import read_samples
 
         return read_samples
     raise AttributeError(f"module 'feast_parity' has no attribute {name!r}")

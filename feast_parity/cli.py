@@ -1,52 +1,76 @@
-"""``feast-parity`` command line; the subcommands live in ``feast_parity.commands``.
+"""``feast-parity`` command line (click, Feast's own CLI idiom); commands in ``commands/``.
 
 Exit codes: 0 no finding has severity fail; 1 one has; 2 usage or configuration error, printed
-as one line without a traceback.
+as one line without a traceback; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import logging
 import sys
+
+import click
 
 from feast_parity import __version__
 from feast_parity.commands import COMMANDS
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
 
 
-class UsageError(Exception):
-    """Raised by a subcommand for bad input: printed as one line, exit code 2."""
+class UsageError(click.ClickException):
+    """Raised by a command for bad input: printed as one line, exit code 2."""
+
+    exit_code = USAGE_ERROR
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own errors exit 2 too, in one line
-        self.exit(USAGE_ERROR, f"feast-parity: error: {message}\n")
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="feast-parity")
+def cli() -> None:
+    """Training/serving parity for Feast: compare what serving returned with the offline store."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="feast-parity", description="Training/serving parity for Feast.")
-    parser.add_argument("--version", action="version", version=f"feast-parity {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMANDS:
-        importlib.import_module(f"feast_parity.commands.{name}").register(subparsers)
-    return parser
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def _one_line(text: str) -> str:
+    from feast_parity.render.text import printable
+
+    first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+    return printable(first)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from feast_parity.plugin.check import CheckError
-    from feast_parity.plugin.config import ParityConfigError
+    from feast_parity.plugin.errors import ParityError
+    from feast_parity.store.engine import StoreError, describe_error
 
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        return int(args.handler(args))
-    except (UsageError, CheckError, ParityConfigError, OSError) as exc:
-        print(f"feast-parity: error: {exc}", file=sys.stderr)
+        result = cli.main(args=argv, prog_name="feast-parity", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return int(exc.exit_code)
+    except click.Abort:
+        print("feast-parity: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        print("feast-parity: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except click.ClickException as exc:
+        print(f"feast-parity: error: {_one_line(exc.format_message())}", file=sys.stderr)
         return USAGE_ERROR
+    except (ParityError, StoreError, OSError) as exc:
+        print(f"feast-parity: error: {_one_line(str(exc))}", file=sys.stderr)
+        return USAGE_ERROR
+    except Exception as exc:
+        import sqlalchemy as sa
+
+        if isinstance(exc, sa.exc.SQLAlchemyError):
+            print(f"feast-parity: error: parity store: {describe_error(exc)}", file=sys.stderr)
+            return USAGE_ERROR
+        raise
+    return int(result or 0)
 
 
 if __name__ == "__main__":

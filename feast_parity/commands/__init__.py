@@ -1,7 +1,15 @@
-"""Subcommands of ``feast-parity``: one module each, with ``register(subparsers)``.
+"""Subcommands of ``feast-parity``: one click command per module.
 
-``register`` adds the subcommand's parser and sets ``handler`` (``args -> exit code``) as its
-default. ``feast_parity.cli`` imports the modules listed in ``COMMANDS``.
+``--repo PATH`` and ``--json [FILE]`` mean the same in every command: the Feast repo directory,
+and JSON to stdout without a value or to FILE with one.
 """
 
-COMMANDS = ["check", "freshness", "lineage", "alerts", "export"]
+from __future__ import annotations
+
+from feast_parity.commands.alerts import alerts
+from feast_parity.commands.check import check
+from feast_parity.commands.export import export
+from feast_parity.commands.freshness import freshness
+from feast_parity.commands.lineage import lineage
+
+COMMANDS = [check, freshness, lineage, alerts, export]

@@ -9,58 +9,43 @@ severity ``fail``, 0 otherwise, 2 on a usage or configuration error.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+import click
 
-def register(subparsers: Any) -> None:
-    alerts = subparsers.add_parser(
-        "alerts", help="evaluate alert rules over the stored runs; list open and resolved alerts"
-    )
-    alerts.add_argument("--repo", required=True, type=Path, help="the Feast repo directory")
-    alerts.add_argument("--json", action="store_true", help="print the alerts as JSON")
-    alerts.add_argument(
-        "--resolved-hours",
-        type=float,
-        help="list alerts resolved this many hours before the newest run "
-        "(default: parity.alerts.resolved_retention_hours)",
-    )
-    alerts.set_defaults(handler=run)
+from feast_parity.commands.options import json_option, repo_option
 
 
 def evaluate_repo(repo: str | Path, *, store: bool = True) -> tuple[Any, Any]:
     """Evaluate (and store) the alerts of a repo; return (Evaluation, AlertConfig)."""
     from feast_parity.cli import UsageError
-    from feast_parity.parity.alerts import KpiSourceError, evaluate, load_kpis, store_alerts
-    from feast_parity.parity.results import load_runs
-    from feast_parity.parity.samplelog import create_engine, redact_url
-    from feast_parity.plugin.check import load_store
+    from feast_parity.parity.alerts import KpiSourceError, evaluate
+    from feast_parity.plugin.session import load_store, open_engine
+    from feast_parity.store.alerts import load_kpis, store_alerts
+    from feast_parity.store.engine import describe_error
+    from feast_parity.store.runs import load_runs
 
     feature_store, config = load_store(repo)
     settings = config.alerts
-    url = config.store_url(repo)
-    engine = create_engine(url)
+    engine = open_engine(feature_store, config)
     try:
-        reports = load_runs(engine, feature_store.project)
-    except Exception as exc:
-        engine.dispose()
-        raise UsageError(f"cannot read the parity store {redact_url(url)}: {exc}") from None
-    kpis = None
-    if settings.kpi_source:
         try:
-            kpis = load_kpis(
-                settings.kpi_source,
-                engine=engine,
-                base_dir=repo,
-                time_column=settings.kpi_time_column,
-                columns=settings.kpi_columns,
-            )
-        except KpiSourceError as exc:
-            engine.dispose()
-            raise UsageError(str(exc)) from None
-    try:
+            reports = load_runs(engine, feature_store.project)
+        except Exception as exc:
+            raise UsageError(f"cannot read the stored runs: {describe_error(exc)}") from None
+        kpis = None
+        if settings.kpi_source:
+            try:
+                kpis = load_kpis(
+                    settings.kpi_source,
+                    engine=engine,
+                    base_dir=repo,
+                    time_column=settings.kpi_time_column,
+                    columns=settings.kpi_columns,
+                )
+            except KpiSourceError as exc:
+                raise UsageError(str(exc)) from None
         evaluation = evaluate(reports, settings.rules(), kpis=kpis, project=feature_store.project)
         if store:
             store_alerts(engine, evaluation)
@@ -70,41 +55,43 @@ def evaluate_repo(repo: str | Path, *, store: bool = True) -> tuple[Any, Any]:
 
 
 def _line(alert: Any) -> str:
+    from feast_parity.render.text import printable
+
     if alert.state == "open":
         when = f"since {alert.first_abnormal_at} ({alert.abnormal_runs} abnormal runs)"
     else:
         when = f"{alert.first_abnormal_at} .. resolved {alert.resolved_at}"
-    head = f"  {alert.severity.upper():5} {alert.signal:20} {alert.target}  {when}"
-    return f"{head}\n        {alert.message}"
+    head = f"  {alert.severity.upper():5} {alert.signal:20} {printable(alert.target)}  {when}"
+    return f"{head}\n        {printable(alert.message)}"
 
 
-def run(args: argparse.Namespace) -> int:
-    evaluation, settings = evaluate_repo(args.repo)
-    hours = (
-        args.resolved_hours
-        if args.resolved_hours is not None
-        else settings.resolved_retention_hours
-    )
+@click.command()
+@repo_option
+@json_option
+@click.option(
+    "--resolved-hours",
+    type=float,
+    help="List alerts resolved this many hours before the newest run "
+    "(default: parity.alerts.resolved_retention_hours).",
+)
+def alerts(repo: Path, json_out: str | None, resolved_hours: float | None) -> int:
+    """Evaluate alert rules over the stored runs; list open and resolved alerts."""
+    from feast_parity.commands.options import write_json
+
+    evaluation, settings = evaluate_repo(repo)
+    hours = resolved_hours if resolved_hours is not None else settings.resolved_retention_hours
     open_alerts = evaluation.open_alerts()
     resolved = evaluation.recently_resolved(hours)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "project": evaluation.project,
-                    "runs": len(evaluation.runs),
-                    "latest_window_end": (
-                        evaluation.latest_end.isoformat() if evaluation.latest_end else None
-                    ),
-                    "kpi_columns": evaluation.kpi_columns,
-                    "open": [a.to_dict() for a in open_alerts],
-                    "resolved": [a.to_dict() for a in resolved],
-                    "exit_code": evaluation.exit_code(),
-                },
-                indent=2,
-                default=str,
-            )
-        )
+    payload = {
+        "project": evaluation.project,
+        "runs": len(evaluation.runs),
+        "latest_window_end": evaluation.latest_end.isoformat() if evaluation.latest_end else None,
+        "kpi_columns": evaluation.kpi_columns,
+        "open": [a.to_dict() for a in open_alerts],
+        "resolved": [a.to_dict() for a in resolved],
+        "exit_code": evaluation.exit_code(),
+    }
+    if write_json(json_out, payload):
         return evaluation.exit_code()
     runs = evaluation.runs
     lines = [f"feast-parity alerts  project {evaluation.project}  {len(runs)} stored run(s)"]
@@ -125,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
     lines.append("")
     worst = "FAIL" if evaluation.exit_code() else ("WARN" if open_alerts else "OK")
     lines.append(f"result: {worst} (exit {evaluation.exit_code()})")
-    print("\n".join(lines))
+    click.echo("\n".join(lines))
     return evaluation.exit_code()

@@ -2,49 +2,66 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
+import click
 
-def register(subparsers: Any) -> None:
-    check = subparsers.add_parser("check", help="compare sampled served rows with offline values")
-    check.add_argument("--repo", required=True, type=Path, help="the Feast repo directory")
-    check.add_argument("--since", help="window start, ISO 8601 (default: --until minus 24h)")
-    check.add_argument("--until", help="window end, ISO 8601 (default: now)")
-    check.add_argument("--json", type=Path, help="write the JSON report here")
-    check.add_argument("--html", type=Path, help="write the self-contained HTML report here")
-    check.add_argument("--chunk-rows", type=int, default=50_000, help=argparse.SUPPRESS)
-    check.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    check.set_defaults(handler=run)
+from feast_parity.commands.options import json_option, repo_option
 
 
-def _history(repo: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
+def _history(store: Any, project: str) -> list[dict[str, Any]]:
     """Stored runs of the project, for the trend charts of the HTML report."""
-    from feast_parity.parity.results import load_runs
-    from feast_parity.parity.samplelog import create_engine
-    from feast_parity.plugin.check import load_store
+    from feast_parity.plugin.session import open_engine
+    from feast_parity.store.runs import load_runs
 
-    _, config = load_store(repo)
-    return load_runs(create_engine(config.store_url(repo)), report["project"])
+    engine = open_engine(store)
+    try:
+        return load_runs(engine, project)
+    finally:
+        engine.dispose()
 
 
-def run(args: argparse.Namespace) -> int:
-    from feast_parity.parity.report import exit_code, render_html, render_text, to_json
-    from feast_parity.plugin.check import progress_bar, run_check
+@click.command()
+@repo_option
+@click.option("--since", metavar="ISO", help="Window start (default: --until minus 24h).")
+@click.option("--until", metavar="ISO", help="Window end (default: now).")
+@json_option
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Write the self-contained HTML report here.",
+)
+@click.option("--chunk-rows", type=int, default=50_000, hidden=True)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def check(
+    repo: Path,
+    since: str | None,
+    until: str | None,
+    json_out: str | None,
+    html: Path | None,
+    chunk_rows: int,
+    no_progress: bool,
+) -> int:
+    """Compare sampled served rows with point-in-time offline values; exit 1 on a fail."""
+    from feast_parity.commands.options import write_json
+    from feast_parity.parity.report import exit_code
+    from feast_parity.plugin.check import ParityCheck, progress_bar
+    from feast_parity.render import render_html, render_text
 
-    progress = None if args.no_progress or not sys.stderr.isatty() else progress_bar()
-    report = run_check(
-        args.repo, args.since, args.until, chunk_rows=args.chunk_rows, progress=progress
-    )
-    print(render_text(report))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(to_json(report))
-        print(f"JSON report: {args.json}")
-    if args.html:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        args.html.write_text(render_html(report, history=_history(args.repo, report)))
-        print(f"HTML report: {args.html}")
+    progress = None if no_progress or not sys.stderr.isatty() else progress_bar()
+    job = ParityCheck(repo, since, until, chunk_rows=chunk_rows, progress=progress)
+    report = job.run()
+    to_stdout = json_out == "-"
+    click.echo(render_text(report), err=to_stdout)
+    write_json(json_out, report)
+    if json_out and not to_stdout:
+        click.echo(f"JSON report: {json_out}")
+    if html:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        history = _history(job.store, report["project"])
+        html.write_text(render_html(report, history=history))
+        click.echo(f"HTML report: {html}", err=to_stdout)
     return exit_code(report)

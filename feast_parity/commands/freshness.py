@@ -2,47 +2,48 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+import click
+from tabulate import tabulate
+
+from feast_parity.commands.options import json_option, repo_option
 from feast_parity.parity.freshness import format_duration
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("freshness", help="lag of each feature view against its SLO")
-    parser.add_argument("--repo", required=True, type=Path, help="the Feast repo directory")
-    parser.add_argument("--json", type=Path, help="write the views as JSON here")
-    parser.set_defaults(handler=run)
-
-
 def render(views: list[dict[str, Any]]) -> str:
-    lines = [
-        f"{'feature view':24} {'status':6} {'SLO':>6} {'served p95':>10} "
-        f"{'materialized':>12} {'source':>8} {'over SLO':>9}"
-    ]
+    from feast_parity.render.text import printable
+
+    rows = []
     for view in views:
         ratio = view.get("over_ratio")
-        over = "-" if ratio is None else f"{ratio:.2f}x"
-        lines.append(
-            f"{view['feature_view'][:24]:24} {view['status']:6} "
-            f"{format_duration(view.get('slo_seconds')):>6} "
-            f"{format_duration(view['served_lag_seconds'].get('p95')):>10} "
-            f"{format_duration(view.get('materialization_lag_seconds')):>12} "
-            f"{format_duration(view.get('source_lag_seconds')):>8} {over:>9}"
+        rows.append(
+            [
+                printable(view["feature_view"]),
+                view["status"],
+                format_duration(view.get("slo_seconds")),
+                format_duration(view["served_lag_seconds"].get("p95")),
+                format_duration(view.get("materialization_lag_seconds")),
+                format_duration(view.get("source_lag_seconds")),
+                "-" if ratio is None else f"{ratio:.2f}x",
+            ]
         )
-    return "\n".join(lines)
+    headers = ["feature view", "status", "SLO", "served p95", "materialized", "source", "over SLO"]
+    return tabulate(rows, headers=headers, disable_numparse=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    from feast_parity.plugin.check import load_store
-    from feast_parity.plugin.lineage import freshness
+@click.command()
+@repo_option
+@json_option
+def freshness(repo: Path, json_out: str | None) -> int:
+    """Lag of each feature view against its SLO; exit 1 when one is over it."""
+    from feast_parity.commands.options import write_json
+    from feast_parity.plugin.freshness import freshness as measure
+    from feast_parity.plugin.session import load_store
 
-    store, _ = load_store(args.repo)
-    views = freshness(store)
-    print(render(views))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"feature_views": views}, indent=2, default=str))
+    store, _ = load_store(repo)
+    views = measure(store)
+    if not write_json(json_out, {"feature_views": views}):
+        click.echo(render(views))
     return 1 if any(v["status"] == "fail" for v in views) else 0

@@ -2,42 +2,34 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+import click
+
+from feast_parity.commands.options import json_option, repo_option
 from feast_parity.parity.freshness import format_duration
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("lineage", help="lineage, freshness and parity of features")
-    parser.add_argument(
-        "features",
-        nargs="+",
-        metavar="FEATURE_REF",
-        help="feature refs like user_engagement:country",
-    )
-    parser.add_argument("--repo", type=Path, default=Path("."), help="the Feast repo directory")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.set_defaults(handler=run)
-
-
 def render(records: list[dict[str, Any]]) -> str:
+    from feast_parity.render.text import printable as p
+
     lines = []
     for r in records:
         source = r["source"]
         where = source.get("path") or source.get("table") or source.get("query") or "-"
-        lines.append(f"{r['feature']}  ({r['declared_type']})")
-        lines.append(f"  source      {source.get('name')} [{source.get('kind')}] {where}")
+        lines.append(f"{p(r['feature'])}  ({p(r['declared_type'])})")
+        lines.append(f"  source      {p(str(source.get('name')))} [{source.get('kind')}] {p(where)}")
         lines.append(
-            f"  entities    {', '.join(r['entities']) or '-'}   ttl "
-            f"{format_duration(r['ttl_seconds'])}   owner {r['owner'] or '-'}"
+            f"  entities    {p(', '.join(r['entities'])) or '-'}   ttl "
+            f"{format_duration(r['ttl_seconds'])}   owner {p(r['owner'] or '-')}"
         )
         lines.append(
             f"  fingerprint definition {r['definition_fingerprint']}  schema "
             f"{r['schema_fingerprint']}"
         )
+        if r.get("udf_fingerprint"):
+            lines.append(f"  transformation {r['udf_fingerprint']}")
         trained = r["last_trained"]
         if trained is None:
             lines.append("  trained     never (no training dataset recorded for this feature)")
@@ -64,19 +56,22 @@ def render(records: list[dict[str, Any]]) -> str:
                 f"{parity['window_end']})"
             )
             for f in parity["findings"]:
-                lines.append(f"    {f['severity']}: {f['kind']}: {f['message']}")
+                lines.append(f"    {f['severity']}: {f['kind']}: {p(f['message'])}")
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from feast_parity.cli import UsageError
-    from feast_parity.plugin.check import load_store
-    from feast_parity.plugin.lineage import LineageError, lineage
+@click.command()
+@click.argument("features", nargs=-1, required=True, metavar="FEATURE_REF...")
+@repo_option
+@json_option
+def lineage(features: tuple[str, ...], repo: Path, json_out: str | None) -> int:
+    """Lineage, fingerprints, freshness and parity of features (refs like view:feature)."""
+    from feast_parity.commands.options import write_json
+    from feast_parity.plugin.lineage import lineage as trace
+    from feast_parity.plugin.session import load_store
 
-    store, _ = load_store(args.repo)
-    try:
-        records = lineage(store, args.features)
-    except LineageError as exc:
-        raise UsageError(str(exc)) from None
-    print(json.dumps(records, indent=2, default=str) if args.json else render(records))
+    store, _ = load_store(repo)
+    records = trace(store, list(features))
+    if not write_json(json_out, records):
+        click.echo(render(records))
     return 0

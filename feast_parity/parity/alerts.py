@@ -43,15 +43,12 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 import xxhash
 
 from feast_parity.parity import detectors
-from feast_parity.parity.samplelog import metadata
 
 FEATURE_SIGNALS = (
     "mismatch_rate",
@@ -268,38 +265,6 @@ def kpi_table_from_frame(frame: Any, time_column: str, columns: Sequence[str] | 
         values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
         cols[name] = values[order]
     return KpiTable(times=seconds[order], columns=cols)
-
-
-def load_kpis(
-    source: str,
-    *,
-    engine: sa.Engine | None = None,
-    base_dir: str | Path | None = None,
-    time_column: str = "timestamp",
-    columns: Sequence[str] | None = None,
-) -> KpiTable:
-    """Read the KPI source: a CSV path (relative to ``base_dir``) or a table in ``engine``."""
-    import pandas as pd
-
-    path = Path(source)
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    if source.lower().endswith((".csv", ".csv.gz")) or path.exists():
-        try:
-            frame = pd.read_csv(path)
-        except (OSError, ValueError) as exc:
-            raise KpiSourceError(f"alerts.kpi_source: cannot read {path}: {exc}") from None
-    else:
-        if engine is None:
-            raise KpiSourceError(f"alerts.kpi_source: {source!r} is no CSV file and no store")
-        schema, _, table = source.rpartition(".")
-        if not sa.inspect(engine).has_table(table, schema=schema or None):
-            raise KpiSourceError(
-                f"alerts.kpi_source: {source!r} is neither a CSV file nor a table in the store"
-            )
-        with engine.connect() as conn:
-            frame = pd.read_sql_table(table, conn, schema=schema or None)
-    return kpi_table_from_frame(frame, time_column, columns)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -720,91 +685,3 @@ def _episodes(
 
 
 # --- storage -----------------------------------------------------------------------------------
-
-alerts_table = sa.Table(
-    "parity_alerts",
-    metadata,
-    sa.Column("alert_id", sa.String(32), primary_key=True),
-    sa.Column("project", sa.String(255), nullable=False, index=True),
-    sa.Column("signal", sa.String(64), nullable=False),
-    sa.Column("target", sa.String(512), nullable=False),
-    sa.Column("target_kind", sa.String(20), nullable=False),
-    sa.Column("state", sa.String(12), nullable=False),
-    sa.Column("severity", sa.String(12), nullable=False),
-    sa.Column("peak_severity", sa.String(12), nullable=False),
-    sa.Column("first_abnormal_at", sa.String(40), nullable=False),
-    sa.Column("opened_at", sa.String(40), nullable=False),
-    sa.Column("opened_run_id", sa.String(32), nullable=False),
-    sa.Column("last_abnormal_at", sa.String(40), nullable=False),
-    sa.Column("resolved_at", sa.String(40)),
-    sa.Column("resolved_run_id", sa.String(32)),
-    sa.Column("abnormal_runs", sa.Integer, nullable=False),
-    sa.Column("value", sa.Float),
-    sa.Column("baseline_mean", sa.Float),
-    sa.Column("baseline_std", sa.Float),
-    sa.Column("threshold", sa.Float),
-    sa.Column("reasons", sa.Text, nullable=False),
-    sa.Column("corroboration", sa.Text, nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-)
-
-alert_events_table = sa.Table(
-    "parity_alert_events",
-    metadata,
-    sa.Column("alert_id", sa.String(32), nullable=False, index=True),
-    sa.Column("project", sa.String(255), nullable=False),
-    sa.Column("run_id", sa.String(32), nullable=False),
-    sa.Column("at", sa.String(40), nullable=False),
-    sa.Column("event", sa.String(20), nullable=False),
-    sa.Column("severity", sa.String(12), nullable=False),
-    sa.Column("value", sa.Float),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.UniqueConstraint("alert_id", "run_id", "event", name="uq_parity_alert_events"),
-)
-
-_LIST_FIELDS = ("reasons", "corroboration")
-
-
-def store_alerts(engine: sa.Engine, evaluation: Evaluation) -> None:
-    """Replace the project's alerts and events with ``evaluation``'s, in one transaction."""
-    metadata.create_all(engine, tables=[alerts_table, alert_events_table], checkfirst=True)
-    project = evaluation.project
-    with engine.begin() as conn:
-        conn.execute(alert_events_table.delete().where(alert_events_table.c.project == project))
-        conn.execute(alerts_table.delete().where(alerts_table.c.project == project))
-        rows: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
-        for alert in evaluation.alerts:
-            row = alert.to_dict()
-            row.pop("events")
-            for name in _LIST_FIELDS:
-                row[name] = json.dumps(row[name], default=str)
-            rows.append(row)
-            events.extend({**asdict(e), "project": project} for e in alert.events)
-        if rows:
-            conn.execute(alerts_table.insert(), rows)
-        if events:
-            conn.execute(alert_events_table.insert(), events)
-
-
-def load_alerts(engine: sa.Engine, project: str | None = None) -> list[Alert]:
-    """Stored alerts (with their events), oldest opening first."""
-    metadata.create_all(engine, tables=[alerts_table, alert_events_table], checkfirst=True)
-    query = sa.select(alerts_table).order_by(alerts_table.c.opened_at, alerts_table.c.alert_id)
-    events_query = sa.select(alert_events_table).order_by(alert_events_table.c.at)
-    if project is not None:
-        query = query.where(alerts_table.c.project == project)
-        events_query = events_query.where(alert_events_table.c.project == project)
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-        event_rows = [dict(r._mapping) for r in conn.execute(events_query)]
-    by_alert: dict[str, list[AlertEvent]] = {}
-    for e in event_rows:
-        e.pop("project")
-        by_alert.setdefault(e["alert_id"], []).append(AlertEvent(**e))
-    alerts = []
-    for row in rows:
-        for name in _LIST_FIELDS:
-            row[name] = json.loads(row[name])
-        alerts.append(Alert(**row, events=by_alert.get(row["alert_id"], [])))
-    return alerts

@@ -17,36 +17,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SUPPORTED_STORE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+from feast_parity.parity.findings import CheckThresholds
+from feast_parity.plugin.errors import ParityError
+
+from feast_parity.store.engine import SUPPORTED_SCHEMES as SUPPORTED_STORE_SCHEMES
 
 
-class ParityConfigError(ValueError):
+class ParityConfigError(ParityError, ValueError):
     """The ``parity:`` block is malformed; the message names the key."""
-
-
-class CheckThresholds(BaseModel):
-    """Severity thresholds of the parity check (documented in docs/checks.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    psi_warn: float = Field(0.1, ge=0)
-    psi_fail: float = Field(0.25, ge=0)
-    mismatch_warn: float = Field(0.001, ge=0, le=1)
-    mismatch_fail: float = Field(0.01, ge=0, le=1)
-    stale_warn: float = Field(0.01, ge=0, le=1)
-    stale_fail: float = Field(0.05, ge=0, le=1)
-    silent_default_warn: float = Field(0.01, ge=0, le=1)
-    silent_default_fail: float = Field(0.05, ge=0, le=1)
-    min_compared: int = Field(30, ge=1)
-    fill_value_ratio: float = Field(5.0, gt=1)
-
-    @model_validator(mode="after")
-    def _warn_not_above_fail(self) -> CheckThresholds:
-        for name in ("psi", "mismatch", "stale", "silent_default"):
-            warn, fail = getattr(self, f"{name}_warn"), getattr(self, f"{name}_fail")
-            if warn > fail:
-                raise ValueError(f"{name}_warn ({warn:g}) must not exceed {name}_fail ({fail:g})")
-        return self
 
 
 class AlertSignal(BaseModel):
@@ -186,6 +164,8 @@ class ParityConfig(BaseModel):
     sample_rate: float = 0.01
     seed: int = Field(42, ge=0, lt=2**64, strict=True)
     store: str = "sqlite:///data/parity.db"
+    sample_log: str | None = None
+    engine: str = "local"
     enabled: bool = True
     queue_size: int = Field(10_000, ge=1)
     batch_size: int = Field(500, ge=1)
@@ -237,6 +217,32 @@ class ParityConfig(BaseModel):
                 f"use one of {', '.join(s + '://' for s in SUPPORTED_STORE_SCHEMES)}"
             )
         return value
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ("local",):
+            raise ValueError(f"unknown engine {value!r}; use local")
+        return value
+
+    @field_validator("sample_log")
+    @classmethod
+    def _sample_log_location(cls, value: str | None) -> str | None:
+        if value is not None and not str(value).strip():
+            raise ValueError("must be a directory or a URI (file://, s3://, gs://), not empty")
+        return value
+
+    def sample_sink(self, repo_path: str | os.PathLike[str] | None, writer: str) -> Any:
+        """Where the writer puts sample batches: the Parquet dataset of ``sample_log`` when
+        set, else the SQL store."""
+        if self.sample_log:
+            from feast_parity.store.sinks import ParquetSink
+
+            base = os.fspath(repo_path) if repo_path else None
+            return ParquetSink(self.sample_log, writer=writer, base_dir=base)
+        from feast_parity.store.sinks import SqlSink
+
+        return SqlSink(self.store_url(repo_path), writer=writer)
 
     @classmethod
     def from_mapping(cls, block: Mapping[str, Any] | None) -> ParityConfig:

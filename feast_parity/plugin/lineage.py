@@ -17,16 +17,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from feast_parity.parity import lineage as store_lineage
 from feast_parity.parity.freshness import freshness_status
-from feast_parity.parity.results import load_runs
-from feast_parity.parity.samplelog import create_engine, ensure_schema, samples_table
-from feast_parity.plugin.config import ParityConfig
-from feast_parity.plugin.registry import describe_view
+from feast_parity.parity.profiles import latest_dataset_for, profile_column
+from feast_parity.plugin.errors import LineageError
+from feast_parity.plugin.freshness import served_lag_percentiles, view_freshness
+from feast_parity.plugin.registry import ViewCatalog, describe_view
+from feast_parity.store.datasets import list_datasets, record_dataset
+from feast_parity.store.runs import load_runs
 
 logger = logging.getLogger("feast_parity")
 
@@ -44,13 +44,6 @@ def not_training() -> Iterator[None]:
         yield
     finally:
         _not_training.reset(token)
-
-
-SERVED_LAG_WINDOW = timedelta(hours=24)
-
-
-class LineageError(ValueError):
-    """Bad input to lineage or the gate (an unknown feature ref); the CLI exits 2."""
 
 
 class TrainingGateError(RuntimeError):
@@ -85,37 +78,40 @@ def _record(
         on_demand = type(view).__name__ == "OnDemandFeatureView"
         views[view.projection.name_to_use()] = (view, on_demand)
         views.setdefault(view.name, (view, on_demand))
+    redacted = set(provider.parity_config.redact)
     features: dict[str, Any] = {}
     profile: dict[str, Any] = {}
     for ref in feature_refs:
-        view_name, feature = ref.split(":", 1)
-        found = views.get(view_name)
+        used_name, feature = ref.split(":", 1)  # the name training used: maybe an alias
+        found = views.get(used_name)
         if found is None:
             continue
         view, on_demand = found
+        registry_ref = f"{view.name}:{feature}"  # lineage and redaction use the registry's name
         declared = next((str(f.dtype) for f in view.features if f.name == feature), "Invalid")
-        features[ref] = {
+        features[registry_ref] = {
             **describe_view(view, on_demand),
             "feature": feature,
             "declared_type": declared,
+            "requested_as": ref,
         }
-        column = f"{view_name}__{feature}" if full_feature_names else feature
-        if ref in provider.parity_config.redact:
+        column = f"{used_name.replace(':', '__')}__{feature}" if full_feature_names else feature
+        if registry_ref in redacted:
             continue  # a histogram of a redacted feature would store its values in clear
         if column in frame.columns:
-            sketch = store_lineage.profile_column(frame[column], declared)
+            sketch = profile_column(frame[column], declared)
             if sketch is not None:
-                profile[ref] = sketch
+                profile[registry_ref] = sketch
     times = frame["event_timestamp"] if "event_timestamp" in frame.columns else None
     start = end = None
     if times is not None and len(times):
         stamps = pd.to_datetime(times, utc=True)
         start, end = stamps.min().to_pydatetime(), stamps.max().to_pydatetime()
     engine = provider.parity_engine()
-    return store_lineage.record_dataset(
+    return record_dataset(
         engine,
         project=project,
-        feature_refs=feature_refs,
+        feature_refs=sorted(features) or feature_refs,
         row_count=len(frame),
         entity_start=start,
         entity_end=end,
@@ -183,10 +179,9 @@ def _open_store(store: Any) -> Any:
 
 
 def _engine(store: Any) -> sa.Engine:
-    config = ParityConfig.from_repo_config(store.config)
-    engine = create_engine(config.store_url(store.config.repo_path))
-    ensure_schema(engine)
-    return engine
+    from feast_parity.plugin.session import open_engine
+
+    return open_engine(store)
 
 
 def _resolve_refs(store: Any, features: Any) -> list[str]:
@@ -206,56 +201,25 @@ def _resolve_refs(store: Any, features: Any) -> list[str]:
     return refs
 
 
-def _view_for_ref(store: Any, ref: str) -> tuple[Any, bool, str]:
+def _view_for_ref(catalog: ViewCatalog, ref: str) -> tuple[Any, bool, str]:
     if ":" not in ref:
         raise LineageError(f"feature ref {ref!r} is not of the form 'feature_view:feature'")
     view_name, feature = ref.split(":", 1)
-    view, on_demand = None, False
-    try:
-        view = store.registry.get_feature_view(view_name, store.project)
-    except Exception:
-        try:
-            view, on_demand = (
-                store.registry.get_on_demand_feature_view(view_name, store.project),
-                True,
-            )
-        except Exception:
-            pass
-    if view is None:
+    info = catalog.get(view_name)
+    if info is None:
         raise LineageError(
             f"unknown feature ref {ref!r}: no feature view {view_name!r} in "
-            f"project {store.project!r}"
+            f"project {catalog.project!r}"
         )
-    if feature not in {f.name for f in view.features}:
-        known = ", ".join(sorted(f.name for f in view.features))
+    if feature not in info.declared:
+        known = ", ".join(sorted(info.declared))
         raise LineageError(f"unknown feature ref {ref!r}: view {view_name!r} has {known}")
-    return view, on_demand, feature
+    return info.view, info.on_demand, feature
 
 
-def served_lag_percentiles(
-    engine: sa.Engine, feature_view: str, now: datetime, window: timedelta = SERVED_LAG_WINDOW
-) -> dict[str, float | None]:
-    """request time - served event time of a view's samples in the window, p50/p95/p99."""
-    query = (
-        sa.select(samples_table.c.request_time, samples_table.c.event_time)
-        .where(samples_table.c.feature_view == feature_view)
-        .where(samples_table.c.request_time >= (now - window).timestamp())
-        .where(samples_table.c.event_time.is_not(None))
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    if not rows:
-        return {"p50": None, "p95": None, "p99": None}
-    lags = np.asarray([r[0] - r[1] for r in rows], dtype=np.float64)
-    p50, p95, p99 = np.percentile(lags, [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
-
-
-def view_freshness_now(store: Any, view: Any, engine: sa.Engine, now: datetime) -> dict[str, Any]:
+def view_freshness_now(store: Any, view: Any, sample_log: Any, now: datetime) -> dict[str, Any]:
     """Served, materialization and source lag of a batch view against its SLO."""
-    from feast_parity.plugin.check import view_freshness
-
-    served = served_lag_percentiles(engine, view.name, now)
+    served = served_lag_percentiles(sample_log, view.name, now)
     lags = view_freshness(store, view, now)
     status, ratio = freshness_status(
         lags["slo_seconds"],
@@ -272,29 +236,22 @@ def view_freshness_now(store: Any, view: Any, engine: sa.Engine, now: datetime) 
     }
 
 
-def freshness(
-    store: Any, *, now: datetime | None = None, record: bool = True
-) -> list[dict[str, Any]]:
-    """Freshness of every batch view, worst first; stored as one run when ``record``."""
-    store = _open_store(store)
-    now = now or datetime.now(timezone.utc)
-    engine = _engine(store)
-    views = [
-        view_freshness_now(store, v, engine, now)
-        for v in store.registry.list_feature_views(store.project)
-    ]
-    rank = {"fail": 0, "warn": 1, "ok": 2}
-    views.sort(key=lambda v: (rank[v["status"]], -(v["over_ratio"] or 0.0), v["feature_view"]))
-    if record:
-        store_lineage.record_freshness(engine, store.project, views)
-    return views
-
-
 def _latest_run_with(runs: Sequence[dict[str, Any]], ref: str) -> dict[str, Any] | None:
     for run in reversed(runs):
         if any(f["feature"] == ref for f in run["features"]):
             return run
     return None
+
+
+def _concerns(finding: dict[str, Any], ref: str) -> bool:
+    """Whether a finding is about the feature ``ref``: its own, or its view's (view-level)."""
+    if finding.get("feature") == ref:
+        return True
+    view = ref.split(":", 1)[0]
+    if finding.get("feature_view") != view:
+        return False
+    named = (finding.get("evidence") or {}).get("features")
+    return not named or ref in named or ref.split(":", 1)[1] in named
 
 
 def _feature_in(run: dict[str, Any], ref: str) -> dict[str, Any]:
@@ -306,17 +263,20 @@ def lineage(store: Any, features: Any, *, now: datetime | None = None) -> list[d
     (and whether its definition changed since), its freshness and its latest parity status."""
     store = _open_store(store)
     now = now or datetime.now(timezone.utc)
+    from feast_parity.plugin.session import open_sample_log
+
     refs = _resolve_refs(store, features)
-    resolved = [(ref, *_view_for_ref(store, ref)) for ref in refs]
-    engine = _engine(store)
-    datasets = store_lineage.list_datasets(engine, store.project)
+    catalog = ViewCatalog(store.registry, store.project, allow_cache=False)
+    resolved = [(ref, *_view_for_ref(catalog, ref)) for ref in refs]
+    engine, sample_log = open_sample_log(store)
+    datasets = list_datasets(engine, store.project)
     runs = load_runs(engine, store.project)
     records = []
     fresh_cache: dict[str, dict[str, Any]] = {}
     for ref, view, on_demand, feature in resolved:
         described = describe_view(view, on_demand)
         declared = next(str(f.dtype) for f in view.features if f.name == feature)
-        trained = store_lineage.latest_dataset_for(datasets, ref)
+        trained = latest_dataset_for(datasets, ref)
         last_trained = None
         if trained is not None:
             then = trained["features"][ref]
@@ -335,7 +295,7 @@ def lineage(store: Any, features: Any, *, now: datetime | None = None) -> list[d
             fresh = None
         else:
             if view.name not in fresh_cache:
-                fresh_cache[view.name] = view_freshness_now(store, view, engine, now)
+                fresh_cache[view.name] = view_freshness_now(store, view, sample_log, now)
             fresh = fresh_cache[view.name]
         run = _latest_run_with(runs, ref)
         parity = None
@@ -346,7 +306,7 @@ def lineage(store: Any, features: Any, *, now: datetime | None = None) -> list[d
                 "window_end": run["window"]["end"],
                 "status": row["status"],
                 "definition_fingerprint": row.get("definition_fingerprint"),
-                "findings": [f for f in run["findings"] if f.get("feature") == ref],
+                "findings": [f for f in run["findings"] if _concerns(f, ref)],
             }
         records.append(
             {
@@ -389,9 +349,7 @@ def gate_reasons(
             if any(
                 f["feature"] == ref
                 and f["status"] != "fail"
-                and not any(
-                    x.get("feature") == ref and x["severity"] == "fail" for x in r["findings"]
-                )
+                and not any(_concerns(x, ref) and x["severity"] == "fail" for x in r["findings"])
                 for f in r["features"]
             )
         ]

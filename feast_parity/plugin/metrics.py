@@ -3,7 +3,7 @@
 Serving process
     :func:`install` registers :class:`HookCollector` once into prometheus_client's default
     ``REGISTRY``. At every scrape it sums the counters of the live sample-log writers of the
-    process (``feast_parity.parity.samplelog._live_writers``), plus those of writers already
+    process (``feast_parity.store.writer.live_writers()``), plus those of writers already
     garbage collected, so the ``_total`` series never go down within a process.
 
     Feast 0.67's own metrics server (``feast serve --metrics``, or ``metrics.enabled`` in the
@@ -41,7 +41,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from feast_parity.parity import samplelog
+from feast_parity.store import writer as sample_writer
 
 logger = logging.getLogger("feast_parity")
 
@@ -78,7 +78,7 @@ class _Totals:
         self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
         self._fork_baseline = dict.fromkeys(STATS_KEYS, 0)
 
-    def _retire(self, stats: samplelog.WriterStats) -> None:
+    def _retire(self, stats: sample_writer.WriterStats) -> None:
         counts = stats.as_dict()
         with self._lock:
             for key in STATS_KEYS:
@@ -86,7 +86,7 @@ class _Totals:
 
     def snapshot(self) -> tuple[dict[str, int], int, int, int]:
         """(counter totals, queue depth, queue capacity, running writers) of this process."""
-        writers = list(samplelog._live_writers)
+        writers = sample_writer.live_writers()
         with self._lock:
             for writer in writers:
                 if writer not in self._seen:
@@ -103,7 +103,7 @@ class _Totals:
             if thread is not None and thread.is_alive():
                 running += 1
                 depth += writer.queue_depth
-                capacity += getattr(getattr(writer, "_queue", None), "maxsize", 0) or 0
+                capacity += writer.queue_capacity
         for key in STATS_KEYS:
             totals[key] = max(totals[key] - self._fork_baseline[key], 0)
         return totals, depth, capacity, running

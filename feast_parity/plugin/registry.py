@@ -1,23 +1,53 @@
-"""What the registry says about served columns: which view and declared type each one has."""
+"""What the registry says about views and served columns: one lookup, cached per use.
+
+:class:`ViewCatalog` is the only place that asks Feast's registry for a view by name (batch,
+stream or on-demand, through ``get_any_feature_view``); the hook, the check, freshness and
+lineage all go through it. :func:`served_columns` says, for a ``get_online_features`` call, which
+view, projection (alias, join-key map) and declared type each response column has.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
+import xxhash
 from feast.feature_service import FeatureService
-from feast.utils import _get_features
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.stream_feature_view import StreamFeatureView
 
 
 @dataclass(frozen=True)
 class ServedColumn:
-    """One feature column of an online response, attributed to its feature view."""
+    """One feature column of an online response, attributed to its view and projection."""
 
-    output_name: str  # the name in the response: feature, or view__feature
-    feature_view: str  # the registry name of the view (aliases resolved)
+    output_name: str  # the name in the response: feature, or <projection>__feature
+    feature_view: str  # the registry name of the view (aliases and versions resolved)
+    projection: str  # the name the request used for the view (alias, or the view's name)
     feature: str
     declared_type: str  # Feast type name, e.g. "Float32", "Array(Int64)"
     on_demand: bool
+    join_key_map: tuple[tuple[str, str], ...] = ()  # view join key -> request column
+
+
+@dataclass(frozen=True)
+class ViewInfo:
+    """A registry view and what the plugin needs of it, computed once."""
+
+    view: Any
+    kind: str  # "batch", "stream" or "on_demand"
+    declared: dict[str, str]  # feature -> declared type name
+    join_keys: tuple[str, ...]  # entity columns (empty for on-demand and entityless views)
+    ttl_seconds: float  # 0: no ttl
+
+    @property
+    def on_demand(self) -> bool:
+        return self.kind == "on_demand"
+
+    @property
+    def name(self) -> str:
+        return str(self.view.name)
 
 
 def declared_type_name(dtype: Any) -> str:
@@ -25,43 +55,96 @@ def declared_type_name(dtype: Any) -> str:
     return str(dtype)
 
 
-def _view_by_name(registry: Any, project: str, name: str) -> tuple[Any, bool]:
-    try:
-        return registry.get_feature_view(name, project, allow_cache=True), False
-    except Exception:
-        pass
-    try:
-        return registry.get_on_demand_feature_view(name, project, allow_cache=True), True
-    except Exception:
-        pass
-    return registry.get_stream_feature_view(name, project, allow_cache=True), False
+def view_info(view: Any) -> ViewInfo:
+    if isinstance(view, OnDemandFeatureView):
+        kind, join_keys, ttl = "on_demand", (), 0.0
+    else:
+        kind = "stream" if isinstance(view, StreamFeatureView) else "batch"
+        join_keys = tuple(c.name for c in view.entity_columns if c.name != "__dummy_id")
+        ttl = view.ttl.total_seconds() if getattr(view, "ttl", None) else 0.0
+    declared = {f.name: declared_type_name(f.dtype) for f in view.features}
+    return ViewInfo(view, kind, declared, join_keys, ttl)
 
 
-def resolve_served_columns(
-    registry: Any, project: str, features: list[str] | FeatureService, full_feature_names: bool
+class ViewCatalog:
+    """Registry views by name, each looked up once (a registry read can cost milliseconds)."""
+
+    def __init__(self, registry: Any, project: str, *, allow_cache: bool = True) -> None:
+        self.registry = registry
+        self.project = project
+        self.allow_cache = allow_cache
+        self._views: dict[str, ViewInfo | None] = {}
+
+    def get(self, name: str) -> ViewInfo | None:
+        """The view called ``name`` (a version suffix ``@v2`` is ignored), or None."""
+        base = name.split("@", 1)[0]
+        if base not in self._views:
+            try:
+                view = self.registry.get_any_feature_view(base, self.project, self.allow_cache)
+            except Exception:
+                self._views[base] = None
+            else:
+                self._views[base] = view_info(view)
+        return self._views[base]
+
+    def all(self) -> list[ViewInfo]:
+        """Every view of the project (batch, stream, on-demand)."""
+        views = self.registry.list_all_feature_views(self.project, allow_cache=self.allow_cache)
+        out = []
+        for view in views:
+            info = view_info(view)
+            self._views.setdefault(info.name, info)
+            out.append(info)
+        return sorted(out, key=lambda v: v.name)
+
+    def service(self, name: str) -> Any:
+        return self.registry.get_feature_service(name, self.project, self.allow_cache)
+
+
+def served_columns(
+    catalog: ViewCatalog, features: list[str] | FeatureService, full_feature_names: bool
 ) -> list[ServedColumn]:
-    """The columns a ``get_online_features`` call returns, with view and declared type."""
-    aliases: dict[str, str] = {}
+    """The feature columns a ``get_online_features`` call returns, with view and declared type.
+
+    For a feature service, each projection keeps its alias (``with_name``), its feature subset
+    (``view[["a", "b"]]``) and its join-key map; a list of refs names registry views directly.
+    Features a view no longer declares are typed ``Invalid``.
+    """
+    projections: list[tuple[str, str, list[str], tuple[tuple[str, str], ...]]] = []
     if isinstance(features, FeatureService):
-        service = registry.get_feature_service(features.name, project, allow_cache=True)
-        for projection in service.feature_view_projections:
-            aliases[projection.name_to_use()] = projection.name
-    refs = _get_features(registry, project, features, allow_cache=True)
+        service = catalog.service(features.name)
+        for p in service.feature_view_projections:
+            projections.append(
+                (
+                    p.name_to_use(),
+                    p.name,
+                    [f.name for f in p.features],
+                    tuple(sorted((p.join_key_map or {}).items())),
+                )
+            )
+    else:
+        for ref in features:
+            view_part, _, feature = ref.partition(":")
+            projections.append((view_part, view_part, [feature], ()))
     columns = []
-    views: dict[str, tuple[Any, bool]] = {}
-    for ref in refs:
-        view_part, feature = ref.split(":", 1)
-        view_name = aliases.get(view_part, view_part).split("@", 1)[0]
-        if view_name not in views:
-            views[view_name] = _view_by_name(registry, project, view_name)
-        view, on_demand = views[view_name]
-        declared = "Invalid"
-        for field in view.features:
-            if field.name == feature:
-                declared = declared_type_name(field.dtype)
-                break
-        output = f"{view_part.replace(':', '__')}__{feature}" if full_feature_names else feature
-        columns.append(ServedColumn(output, view_name, feature, declared, on_demand))
+    for projection, view_name, names, key_map in projections:
+        info = catalog.get(view_name)
+        declared = info.declared if info is not None else {}
+        on_demand = info.on_demand if info is not None else False
+        registry_name = info.name if info is not None else view_name.split("@", 1)[0]
+        for feature in names:
+            output = f"{projection.replace(':', '__')}__{feature}" if full_feature_names else feature
+            columns.append(
+                ServedColumn(
+                    output,
+                    registry_name,
+                    projection,
+                    feature,
+                    declared.get(feature, "Invalid"),
+                    on_demand,
+                    key_map,
+                )
+            )
     return columns
 
 
@@ -82,15 +165,24 @@ def _source_description(source: Any) -> dict[str, Any]:
     return described
 
 
-def definition_fingerprint(view: Any, on_demand: bool) -> str:
+def udf_fingerprint(view: Any) -> str | None:
+    """A hash of an on-demand view's transformation as loaded (code and mode), or None."""
+    if not isinstance(view, OnDemandFeatureView):
+        return None
+    transformation = getattr(view, "feature_transformation", None)
+    code = getattr(transformation, "udf_string", None) or getattr(view, "udf_string", "") or ""
+    mode = str(getattr(view, "mode", ""))
+    text = json.dumps({"udf": code, "mode": mode}, sort_keys=True)
+    return f"{xxhash.xxh3_64_intdigest(text.encode()):016x}"
+
+
+def definition_fingerprint(view: Any, on_demand: bool | None = None) -> str:
     """A hash of what decides a view's values: schema, entities, ttl, source; for on-demand
     views the transformation source code. Owner, description and materialization state are
     left out, so only a change that can change values changes the fingerprint.
     """
-    import json
-
-    import xxhash
-
+    if on_demand is None:
+        on_demand = isinstance(view, OnDemandFeatureView)
     definition: dict[str, Any] = {
         "name": view.name,
         "schema": sorted((f.name, str(f.dtype)) for f in view.features),
@@ -112,10 +204,12 @@ def definition_fingerprint(view: Any, on_demand: bool) -> str:
     return f"{xxhash.xxh3_64_intdigest(text.encode()):016x}"
 
 
-def describe_view(view: Any, on_demand: bool) -> dict[str, Any]:
+def describe_view(view: Any, on_demand: bool | None = None) -> dict[str, Any]:
     """Where a view's values come from, for lineage records."""
     from feast_parity.parity.hashing import hash_hex, schema_fingerprint
 
+    if on_demand is None:
+        on_demand = isinstance(view, OnDemandFeatureView)
     intervals = [
         [start.isoformat(), end.isoformat()]
         for start, end in (getattr(view, "materialization_intervals", None) or [])
@@ -136,6 +230,7 @@ def describe_view(view: Any, on_demand: bool) -> dict[str, Any]:
         description["entities"] = []
         description["ttl_seconds"] = None
         description["source"] = {"name": None, "kind": "OnDemandFeatureView"}
+        description["udf_fingerprint"] = udf_fingerprint(view)
     else:
         description["entities"] = list(view.entities or [])
         description["ttl_seconds"] = view.ttl.total_seconds() if view.ttl else 0

@@ -12,65 +12,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from feast_parity.parity.samplelog import metadata
-
-runs_table = sa.Table(
-    "parity_runs",
-    metadata,
-    sa.Column("run_id", sa.String(32), primary_key=True),
-    sa.Column("project", sa.String(255), nullable=False),
-    sa.Column("window_start", sa.String(40), nullable=False),
-    sa.Column("window_end", sa.String(40), nullable=False),
-    sa.Column("generated_at", sa.String(40), nullable=False),
-    sa.Column("samples", sa.BigInteger, nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("report", sa.Text, nullable=False),
-)
-
-feature_metrics_table = sa.Table(
-    "parity_feature_metrics",
-    metadata,
-    sa.Column("run_id", sa.String(32), nullable=False, index=True),
-    sa.Column("window_end", sa.String(40), nullable=False),
-    sa.Column("feature", sa.String(512), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("compared", sa.BigInteger, nullable=False),
-    sa.Column("mismatch_rate", sa.Float),
-    sa.Column("stale_rate", sa.Float),
-    sa.Column("silent_default_rate", sa.Float),
-    sa.Column("online_null_rate", sa.Float),
-    sa.Column("offline_null_rate", sa.Float),
-    sa.Column("psi", sa.Float),
-    sa.Column("ks_statistic", sa.Float),
-    sa.Column("ks_pvalue", sa.Float),
-    sa.UniqueConstraint("run_id", "feature", name="uq_parity_feature_metrics"),
-)
-
-view_metrics_table = sa.Table(
-    "parity_view_metrics",
-    metadata,
-    sa.Column("run_id", sa.String(32), nullable=False, index=True),
-    sa.Column("window_end", sa.String(40), nullable=False),
-    sa.Column("feature_view", sa.String(255), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("served_lag_p50", sa.Float),
-    sa.Column("served_lag_p95", sa.Float),
-    sa.Column("served_lag_p99", sa.Float),
-    sa.Column("materialization_lag_seconds", sa.Float),
-    sa.Column("source_lag_seconds", sa.Float),
-    sa.UniqueConstraint("run_id", "feature_view", name="uq_parity_view_metrics"),
-)
-
-findings_table = sa.Table(
-    "parity_findings",
-    metadata,
-    sa.Column("run_id", sa.String(32), nullable=False, index=True),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("feature", sa.String(512)),
-    sa.Column("feature_view", sa.String(255)),
-    sa.Column("severity", sa.String(20), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("evidence", sa.Text, nullable=False),
+from feast_parity.store.schema import (
+    feature_metrics_table,
+    findings_table,
+    runs_table,
+    view_metrics_table,
 )
 
 METRICS = (
@@ -85,12 +31,21 @@ METRICS = (
 )
 
 
+def _lock_run(conn: sa.Connection, run_id: str) -> None:
+    """Serialise writers of one run id: two checks of one window replace each other's rows in
+    turn instead of racing into the unique constraints (PostgreSQL advisory lock; SQLite
+    serialises writing transactions itself)."""
+    if conn.dialect.name == "postgresql":
+        key = int(run_id[:15], 16)  # 60 bits of the run id: fits a signed BIGINT
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 def store_run(engine: sa.Engine, report: Mapping[str, Any]) -> None:
     """Store (or replace) a run, its metrics and findings in one transaction."""
-    metadata.create_all(engine, checkfirst=True)
     run_id = report["run_id"]
     end = report["window"]["end"]
     with engine.begin() as conn:
+        _lock_run(conn, run_id)
         for table in (findings_table, view_metrics_table, feature_metrics_table):
             conn.execute(table.delete().where(table.c.run_id == run_id))
         conn.execute(runs_table.delete().where(runs_table.c.run_id == run_id))
@@ -159,7 +114,6 @@ def store_run(engine: sa.Engine, report: Mapping[str, Any]) -> None:
 
 def load_runs(engine: sa.Engine, project: str | None = None) -> list[dict[str, Any]]:
     """Stored runs, oldest window first (the report JSON of each)."""
-    metadata.create_all(engine, checkfirst=True)
     query = sa.select(runs_table.c.report).order_by(runs_table.c.window_end)
     if project is not None:
         query = query.where(runs_table.c.project == project)

@@ -1,0 +1,41 @@
+"""Options shared by every command, so they are spelled and documented once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+repo_option = click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The Feast repo directory (holds feature_store.yaml).",
+)
+
+json_option = click.option(
+    "--json",
+    "json_out",
+    is_flag=False,
+    flag_value="-",
+    default=None,
+    metavar="[FILE]",
+    help="Write JSON: to stdout without a value, to FILE with one.",
+)
+
+
+def write_json(destination: str | None, payload: Any) -> bool:
+    """Write ``payload`` as JSON to stdout (``-``) or a file; True when written to stdout."""
+    if destination is None:
+        return False
+    text = json.dumps(payload, indent=2, default=str, allow_nan=False)
+    if destination == "-":
+        click.echo(text)
+        return True
+    path = Path(destination)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    return False

@@ -1,0 +1,389 @@
+"""Columns of canonical values, built and hashed vectorised: the engine's unit of comparison.
+
+A :class:`CanonicalColumn` holds one feature's values for many rows in canonical form
+(:mod:`feast_parity.parity.canonical`): numbers, bools and timestamps as numpy arrays with a
+null mask, everything else as an object array of canonical Python values. Built from whatever a
+side delivers (Arrow arrays from the sample log or an offline store, pandas columns, lists), it
+gives value hashes (the same bytes as :func:`feast_parity.parity.hashing.encode_canonical`,
+hashed with a vectorised xxh3 for fixed-width kinds) and row-wise equality.
+
+>>> a = canonical_column([1.0, None, 3.0], "Int64")
+>>> b = canonical_column(pa.array([1, None, 4]), "Int64")
+>>> equal(a, b).tolist()
+[True, True, False]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from feast_parity.parity.canonical import Seconds, base_type, canonical_value
+from feast_parity.parity.hashing import (
+    F32_NAN_BITS,
+    F64_NAN_BITS,
+    NULL_ENCODING,
+    encode_canonical,
+    keyed_hash,
+)
+from feast_parity.parity.xxh3 import xxh3_64_fixed
+
+__all__ = ["CanonicalColumn", "canonical_column", "concat", "equal", "row_hashes"]
+
+NUMERIC_TYPES = frozenset({"Int32", "Int64", "Float32", "Float64"})
+_NULL_HASH = np.uint64(0)  # filled in below, once xxh3 is importable
+_U64 = np.uint64
+
+
+@dataclass
+class CanonicalColumn:
+    """One feature's canonical values for n rows.
+
+    ``kind`` is ``int`` (int64), ``float`` (float64; float32 features hold float32-rounded
+    values), ``bool``, ``time`` (int64 UTC seconds) or ``object`` (canonical Python values).
+    ``null`` marks missing rows (their ``values`` entry is meaningless for numpy kinds).
+    """
+
+    declared: str
+    kind: str
+    values: np.ndarray
+    null: np.ndarray
+    redact_key: bytes | None = None
+    _hashes: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.null.shape[0])
+
+    def hashes(self) -> np.ndarray:
+        """uint64 value hash per row (null rows hash as ``N``); keyed when redacted."""
+        if self._hashes is None:
+            self._hashes = _hash_column(self)
+        return self._hashes
+
+    def take(self, index: np.ndarray) -> CanonicalColumn:
+        hashes = None if self._hashes is None else self._hashes[index]
+        return CanonicalColumn(
+            self.declared,
+            self.kind,
+            self.values[index],
+            self.null[index],
+            self.redact_key,
+            hashes,
+        )
+
+    def value(self, i: int) -> Any:
+        """The canonical Python value of row ``i`` (None when null)."""
+        if self.null[i]:
+            return None
+        v = self.values[i]
+        if self.kind == "int":
+            return int(v)
+        if self.kind == "float":
+            return float(v)
+        if self.kind == "bool":
+            return bool(v)
+        if self.kind == "time":
+            return Seconds(int(v))
+        return v
+
+    def numbers(self) -> np.ndarray:
+        """float64 values with NaN for nulls; for numeric and time kinds only."""
+        if self.kind not in ("int", "float", "time", "bool"):
+            raise TypeError(f"{self.declared} values are not numbers")
+        out = self.values.astype(np.float64)
+        out[self.null] = np.nan
+        return out
+
+
+def _null_mask_from_arrow(array: pa.Array) -> np.ndarray:
+    if array.null_count == 0:
+        return np.zeros(len(array), dtype=bool)
+    return array.is_null().to_numpy(zero_copy_only=False)
+
+
+def _arrow(values: Any) -> pa.Array | None:
+    """An Arrow array of the values when they already are one (or a typed numpy array)."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values, pa.Array):
+        return values
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iufbM":
+        return pa.array(values, from_pandas=True)
+    if type(values).__name__ == "Series" and getattr(values, "dtype", None) is not None:
+        dtype = values.dtype
+        kind = getattr(dtype, "kind", "O")
+        if kind in "iufbM" or str(dtype).startswith(("datetime64", "Int", "Float", "boolean")):
+            try:
+                return pa.Array.from_pandas(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+                return None
+    return None
+
+
+def _objects(values: Any) -> list[Any]:
+    if hasattr(values, "to_pylist"):
+        return list(values.to_pylist())
+    if isinstance(values, np.ndarray):
+        return values.tolist() if values.dtype.kind not in "OMm" else list(values)
+    if type(values).__name__ == "Series":
+        return list(values.astype(object))
+    return list(values)
+
+
+def _object_column(values: Any, declared: str) -> CanonicalColumn:
+    memo: dict[Any, Any] = {}
+    out: list[Any] = []
+    for v in _objects(values):
+        t = type(v)
+        if v is None or t is str or t is int or t is bytes or t is bool:
+            key = (t, v)
+            c = memo.get(key, memo)
+            if c is memo:
+                c = memo[key] = canonical_value(v, declared)
+        else:
+            c = canonical_value(v, declared)
+        out.append(c)
+    array = np.empty(len(out), dtype=object)
+    array[:] = out
+    null = np.fromiter((c is None for c in out), dtype=bool, count=len(out))
+    return CanonicalColumn(declared, "object", array, null)
+
+
+def _numeric_from_arrow(array: pa.Array, declared: str) -> CanonicalColumn | None:
+    t = array.type
+    null = _null_mask_from_arrow(array)
+    if declared in ("Int32", "Int64"):
+        if pa.types.is_integer(t):
+            values = pc.fill_null(array, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            return CanonicalColumn(declared, "int", values, null)
+        if pa.types.is_floating(t):
+            floats = pc.fill_null(array, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+            null = null | np.isnan(floats)
+            valid = floats[~null]
+            if valid.size and not bool(np.all(np.mod(valid, 1) == 0) & np.all(np.abs(valid) < 2**63)):
+                return None  # real fractions under an int type: the per-value path keeps them
+            values = np.where(null, 0.0, floats).astype(np.int64)
+            return CanonicalColumn(declared, "int", values, null)
+        return None
+    if declared in ("Float32", "Float64"):
+        if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
+            return None
+        floats = pc.fill_null(array, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
+        if declared == "Float32":
+            with np.errstate(over="ignore"):
+                floats = floats.astype(np.float32).astype(np.float64)
+        null = null | np.isnan(floats)
+        floats = np.where(null, 0.0, floats) + 0.0
+        return CanonicalColumn(declared, "float", floats, null)
+    if declared == "Bool":
+        if not pa.types.is_boolean(t):
+            return None
+        values = pc.fill_null(array, False).to_numpy(zero_copy_only=False).astype(bool)
+        return CanonicalColumn(declared, "bool", values, null)
+    if declared in ("UnixTimestamp", "ZonedTimestamp"):
+        if pa.types.is_timestamp(t):
+            micros = pc.cast(array, pa.timestamp("us", tz=t.tz)).cast(pa.int64())
+            m = pc.fill_null(micros, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            seconds = np.where(m < 0, -((-m) // 1_000_000), m // 1_000_000)
+            return CanonicalColumn(declared, "time", seconds, null)
+        if pa.types.is_integer(t):
+            values = pc.fill_null(array, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+            return CanonicalColumn(declared, "time", values, null)
+        return None
+    return None
+
+
+def canonical_column(
+    values: Any, declared: str, *, redact_key: bytes | None = None
+) -> CanonicalColumn:
+    """Canonical column of ``values`` (Arrow, numpy, pandas or a sequence) of type ``declared``.
+
+    Fixed-width kinds take a vectorised path when the input is typed; anything else goes value
+    by value through :func:`canonical_value` (each distinct plain value once).
+    """
+    column: CanonicalColumn | None = None
+    array = _arrow(values)
+    if array is not None and declared in NUMERIC_TYPES | {"Bool", "UnixTimestamp"}:
+        column = _numeric_from_arrow(array, declared)
+    if column is None:
+        source = array if array is not None else values
+        column = _object_column(source, declared)
+        column = _narrow(column)
+    column.redact_key = redact_key
+    return column
+
+
+def _narrow(column: CanonicalColumn) -> CanonicalColumn:
+    """An object column whose canonical values are all of one fixed-width kind, as numpy."""
+    declared = column.declared
+    valid = column.values[~column.null]
+    if declared in ("Int32", "Int64"):
+        kind, dtype, ok = "int", np.int64, all(type(v) is int for v in valid)
+        if ok and valid.size:
+            ok = all(-(2**63) <= v < 2**63 for v in valid)
+    elif declared in ("Float32", "Float64"):
+        kind, dtype, ok = "float", np.float64, all(type(v) is float for v in valid)
+    elif declared == "Bool":
+        kind, dtype, ok = "bool", np.bool_, all(type(v) is bool for v in valid)
+    elif declared in ("UnixTimestamp", "ZonedTimestamp"):
+        kind, dtype, ok = "time", np.int64, all(type(v) is Seconds for v in valid)
+    else:
+        return column
+    if not ok:
+        return column
+    filled = np.zeros(len(column), dtype=dtype)
+    if valid.size:
+        filled[~column.null] = np.asarray([int(v) if kind == "time" else v for v in valid], dtype=dtype)
+    return CanonicalColumn(declared, kind, filled, column.null.copy())
+
+
+# --- hashing ----------------------------------------------------------------------------------
+
+_RECORDS = {
+    "int": np.dtype([("tag", "S1"), ("value", "<i8")]),
+    "time": np.dtype([("tag", "S1"), ("value", "<i8")]),
+    "float64": np.dtype([("tag", "S1"), ("value", "<f8")]),
+    "float32": np.dtype([("tag", "S1"), ("value", "<f4")]),
+    "bool": np.dtype([("tag", "S1"), ("value", "u1")]),
+}
+_TAGS = {"int": b"i", "time": b"t", "float64": b"d", "float32": b"f", "bool": b"?"}
+
+
+def _fixed_encodings(column: CanonicalColumn) -> np.ndarray:
+    """(n, width) uint8 rows: the encoding of each row's value as if none were null."""
+    kind = column.kind
+    if kind == "float":
+        kind = "float32" if column.declared == "Float32" else "float64"
+    records = np.empty(len(column), dtype=_RECORDS[kind])
+    records["tag"] = _TAGS[kind]
+    if kind == "time":
+        records["value"] = column.values * 1_000_000
+    elif kind == "float32":
+        with np.errstate(over="ignore"):
+            records["value"] = column.values.astype(np.float32)
+        bits = records["value"].view(np.uint32)
+        bits[np.isnan(records["value"])] = F32_NAN_BITS
+    elif kind == "float64":
+        records["value"] = column.values
+        bits = records["value"].view(np.uint64)
+        bits[np.isnan(records["value"])] = F64_NAN_BITS
+    else:
+        records["value"] = column.values
+    return records.view(np.uint8).reshape(len(column), records.dtype.itemsize)
+
+
+def _null_hash() -> int:
+    import xxhash
+
+    return xxhash.xxh3_64_intdigest(NULL_ENCODING)
+
+
+_NULL = _null_hash()
+
+
+def _hash_column(column: CanonicalColumn) -> np.ndarray:
+    n = len(column)
+    if column.redact_key is not None:
+        return _keyed_hashes(column)
+    if column.kind == "object":
+        import xxhash
+
+        h = xxhash.xxh3_64_intdigest
+        memo: dict[Any, int] = {}
+        out = np.empty(n, dtype=np.uint64)
+        declared = column.declared
+        for i, v in enumerate(column.values.tolist()):
+            try:
+                found = memo.get((type(v), v))
+            except TypeError:  # an unhashable canonical value cannot happen, but be safe
+                found = None
+            if found is None:
+                found = h(encode_canonical(v, declared))
+                try:
+                    memo[(type(v), v)] = found
+                except TypeError:
+                    pass
+            out[i] = found
+        return out
+    out = xxh3_64_fixed(_fixed_encodings(column)) if n else np.zeros(0, dtype=np.uint64)
+    out[column.null] = _U64(_NULL)
+    return out
+
+
+def _keyed_hashes(column: CanonicalColumn) -> np.ndarray:
+    key = column.redact_key
+    assert key is not None
+    out = np.empty(len(column), dtype=np.uint64)
+    memo: dict[bytes, int] = {}
+    for i in range(len(column)):
+        encoding = encode_canonical(column.value(i), column.declared)
+        found = memo.get(encoding)
+        if found is None:
+            found = memo[encoding] = keyed_hash(key, encoding)
+        out[i] = found
+    return out
+
+
+def equal(a: CanonicalColumn, b: CanonicalColumn) -> np.ndarray:
+    """Row-wise: the two sides hold the same canonical value (null equals null)."""
+    if len(a) != len(b):
+        raise ValueError(f"columns of different lengths: {len(a)} and {len(b)}")
+    if a.kind == b.kind and a.kind != "object" and a.redact_key is None and b.redact_key is None:
+        same = (a.values == b.values) | (a.null & b.null)
+        return np.asarray(same & (a.null == b.null), dtype=bool)
+    return np.asarray(a.hashes() == b.hashes(), dtype=bool)
+
+
+def concat(columns: Sequence[CanonicalColumn]) -> CanonicalColumn:
+    """One column from several of the same declared type (kinds widen to object if needed)."""
+    if not columns:
+        raise ValueError("concat of no columns")
+    first = columns[0]
+    if all(c.kind == first.kind for c in columns):
+        values = np.concatenate([c.values for c in columns])
+        kind = first.kind
+    else:
+        parts = []
+        for c in columns:
+            obj = np.empty(len(c), dtype=object)
+            obj[:] = [c.value(i) for i in range(len(c))]
+            parts.append(obj)
+        values, kind = np.concatenate(parts), "object"
+    null = np.concatenate([c.null for c in columns])
+    hashes = None
+    if all(c._hashes is not None for c in columns):
+        hashes = np.concatenate([c._hashes for c in columns])  # type: ignore[misc]
+    return CanonicalColumn(first.declared, kind, values, null, first.redact_key, hashes)
+
+
+def row_hashes(value_hashes: Sequence[np.ndarray], fingerprints: np.ndarray | int) -> np.ndarray:
+    """Vectorised :func:`feast_parity.parity.hashing.row_hash`: ``value_hashes`` holds one
+    uint64 array per feature, in feature-name order."""
+    if not value_hashes:
+        raise ValueError("a row hash needs at least one feature")
+    matrix = np.ascontiguousarray(np.stack([np.asarray(h, dtype="<u8") for h in value_hashes], 1))
+    rows = matrix.view(np.uint8).reshape(matrix.shape[0], 8 * matrix.shape[1])
+    seeds = np.asarray(fingerprints, dtype=np.uint64) if not isinstance(fingerprints, int) else fingerprints
+    if rows.shape[1] <= 240:
+        return xxh3_64_fixed(rows, seeds)
+    import xxhash
+
+    per_row = np.broadcast_to(np.asarray(seeds, dtype=np.uint64), (rows.shape[0],))
+    return np.fromiter(
+        (xxhash.xxh3_64_intdigest(rows[i].tobytes(), int(per_row[i])) for i in range(rows.shape[0])),
+        dtype=np.uint64,
+        count=rows.shape[0],
+    )
+
+
+def is_numeric(declared: str) -> bool:
+    return declared in NUMERIC_TYPES
+
+
+def is_list(declared: str) -> bool:
+    return base_type(declared) in ("Array", "Set")

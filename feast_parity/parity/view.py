@@ -1,0 +1,233 @@
+"""Row outcomes of one feature view: stale, expired, online-only, NOT_FOUND, served lag.
+
+Every feature of a view row shares the row's event time, so whether a served row was current is
+decided per *view row*, once (:func:`classify`), from two offline answers per row: the event time
+of the point-in-time row at request time (Feast's semantics: newest at or before the request
+time, within ttl, created-timestamp ties as Feast breaks them), and the event time of the row at
+the served event time.
+
+=================  ==========================================================================
+outcome            rule (``t_s`` served event time, ``t_r`` request time, ``t_o`` offline
+                   point-in-time event time at ``t_r``)
+=================  ==========================================================================
+``exact``          offline has a row at exactly ``t_s``: the row's values can be compared
+``stale``          ``t_o > t_s``: offline had a newer row at request time; lag ``t_o - t_s``
+``expired``        ``t_s < t_r - ttl`` (ttl > 0): served past the view's ttl; age ``t_r - t_s``
+``online_only``    served with an event time, but offline has no row at ``t_s`` and none newer
+                   within ttl (pushed or written online only): not compared, counted
+``not_found``      no requested feature of the row was found online
+=================  ==========================================================================
+
+:class:`ViewComparison` keeps mergeable counters and reservoirs of these over the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from feast_parity.parity.columns import CanonicalColumn
+from feast_parity.parity.reservoir import Reservoir
+from feast_parity.parity.served import FIELD_STATUS_NOT_FOUND, NO_TIME, ServedRows
+
+
+@dataclass
+class OfflineRows:
+    """The offline store's answers for the rows of one :class:`ServedRows` chunk."""
+
+    at_request_time: np.ndarray  # int64 us: event time of the point-in-time row at t_r
+    at_request: dict[str, CanonicalColumn]  # feature values of that row
+    at_served_time: np.ndarray  # int64 us: event time of the point-in-time row at t_s
+    at_served: dict[str, CanonicalColumn]  # feature values of that row
+    offline_types: dict[str, str] = field(default_factory=dict)  # feature -> column type
+    missing: set[str] = field(default_factory=set)  # features the store did not return
+
+
+@dataclass
+class RowOutcomes:
+    """Per-row outcomes of a chunk (boolean masks, lags in seconds)."""
+
+    exact: np.ndarray
+    stale: np.ndarray
+    expired: np.ndarray
+    online_only: np.ndarray
+    not_found: np.ndarray
+    offline_row: np.ndarray  # offline has a point-in-time row at request time
+    stale_lag: np.ndarray  # seconds, 0 where not stale
+    age: np.ndarray  # seconds since the served event time at request, NaN without one
+
+    @property
+    def current(self) -> np.ndarray:
+        """Rows served from the row offline considers current (not stale, expired or only
+        online): where value differences are the values' own."""
+        return ~(self.stale | self.expired | self.online_only)
+
+
+def classify(served: ServedRows, offline: OfflineRows, ttl_seconds: float) -> RowOutcomes:
+    """The outcomes of each row (see the module docstring)."""
+    t_s, t_r = served.event_time, served.request_time
+    t_o, t_e = offline.at_request_time, offline.at_served_time
+    has_ts = t_s != NO_TIME
+    has_offline = t_o != NO_TIME
+    exact = has_ts & (t_e != NO_TIME) & (t_e == t_s)
+    stale = has_ts & has_offline & (t_o > t_s)
+    expired = has_ts & (ttl_seconds > 0) & ((t_r - t_s) > int(ttl_seconds * 1e6))
+    online_only = has_ts & ~exact & ~stale
+    statuses = [f.status for f in served.features.values()]
+    if statuses:
+        requested = np.stack([s != 0 for s in statuses])
+        missing = np.stack([s == FIELD_STATUS_NOT_FOUND for s in statuses])
+        not_found = (requested.any(0)) & ~(requested & ~missing).any(0)
+    else:
+        not_found = np.zeros(len(served), dtype=bool)
+    lag = np.where(stale, (t_o - t_s) / 1e6, 0.0)
+    age = np.where(has_ts, (t_r - t_s) / 1e6, np.nan)
+    return RowOutcomes(exact, stale, expired, online_only, not_found, has_offline, lag, age)
+
+
+def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:
+    """Per row, the row hash of the offline values at the served event time over the features
+    that row requested (0 where a feature is missing offline): equal to the logged row hash
+    exactly when every requested feature agrees."""
+    from feast_parity.parity.columns import row_hashes
+    from feast_parity.parity.hashing import schema_fingerprint
+
+    n = len(served)
+    out = np.zeros(n, dtype=np.uint64)
+    names = sorted(served.features)
+    if not names:
+        return out
+    requested = np.stack([served.features[f].status != 0 for f in names], axis=1)
+    patterns, codes = np.unique(requested, axis=0, return_inverse=True)
+    codes = codes.reshape(-1)
+    for j, pattern in enumerate(patterns):
+        layout = [f for f, on in zip(names, pattern.tolist()) if on]
+        if not layout or any(f not in offline.at_served for f in layout):
+            continue
+        rows = np.flatnonzero(codes == j)
+        fingerprint = schema_fingerprint({f: served.features[f].declared for f in layout})
+        out[rows] = row_hashes([offline.at_served[f].hashes()[rows] for f in layout], fingerprint)
+    return out
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+    if not len(values):
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95, 99])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+
+
+@dataclass
+class ViewComparison:
+    """Mergeable row outcomes of one view over the window."""
+
+    feature_view: str
+    on_demand: bool = False
+    seed: int = 0
+    rows: int = 0
+    with_event_time: int = 0
+    exact_rows: int = 0
+    stale_rows: int = 0
+    expired_rows: int = 0
+    online_only_rows: int = 0
+    not_found_rows: int = 0
+    not_found_with_offline: int = 0  # NOT_FOUND online while offline had a row at t_r
+    row_compared: int = 0
+    row_matches: int = 0
+    served_lag: Reservoir = field(default_factory=Reservoir)
+    stale_lag: Reservoir = field(default_factory=Reservoir)
+    expired_age: Reservoir = field(default_factory=Reservoir)
+    online_only_examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.served_lag = Reservoir(seed=self.seed, salt=4)
+        self.stale_lag = Reservoir(seed=self.seed, salt=3)
+        self.expired_age = Reservoir(seed=self.seed, salt=5)
+
+    def update(
+        self,
+        served: ServedRows,
+        outcomes: RowOutcomes,
+        offline_row_hash: np.ndarray | None = None,
+        entity_labels: list[str] | None = None,
+    ) -> None:
+        """One chunk. ``offline_row_hash`` is the row hash of the offline values at the served
+        event time over the same features (for rows marked ``exact``)."""
+        n = len(served)
+        self.rows += n
+        has_ts = served.has_event_time
+        self.with_event_time += int(has_ts.sum())
+        self.exact_rows += int(outcomes.exact.sum())
+        self.stale_rows += int(outcomes.stale.sum())
+        self.expired_rows += int(outcomes.expired.sum())
+        self.online_only_rows += int(outcomes.online_only.sum())
+        self.not_found_rows += int(outcomes.not_found.sum())
+        self.not_found_with_offline += int((outcomes.not_found & outcomes.offline_row).sum())
+        self.served_lag.add(outcomes.age[has_ts])
+        self.stale_lag.add(outcomes.stale_lag[outcomes.stale])
+        self.expired_age.add(outcomes.age[outcomes.expired])
+        if offline_row_hash is not None:
+            compared = outcomes.exact
+            self.row_compared += int(compared.sum())
+            self.row_matches += int((compared & (offline_row_hash == served.row_hash)).sum())
+        if entity_labels is not None and len(self.online_only_examples) < 5:
+            for i in np.flatnonzero(outcomes.online_only)[: 5 - len(self.online_only_examples)]:
+                self.online_only_examples.append(
+                    {
+                        "entity": entity_labels[i],
+                        "served_event_time": _iso(served.event_time[i]),
+                        "request_time": _iso(served.request_time[i]),
+                    }
+                )
+
+    def merge(self, other: ViewComparison) -> None:
+        for name in (
+            "rows",
+            "with_event_time",
+            "exact_rows",
+            "stale_rows",
+            "expired_rows",
+            "online_only_rows",
+            "not_found_rows",
+            "not_found_with_offline",
+            "row_compared",
+            "row_matches",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.served_lag.add(other.served_lag.values)
+        self.stale_lag.add(other.stale_lag.values)
+        self.expired_age.add(other.expired_age.values)
+        room = 5 - len(self.online_only_examples)
+        self.online_only_examples.extend(other.online_only_examples[: max(room, 0)])
+
+    def result(self) -> dict[str, Any]:
+        def rate(part: int, whole: int) -> float | None:
+            return None if whole == 0 else part / whole
+
+        return {
+            "samples": self.rows,
+            "served_lag_seconds": _percentiles(self.served_lag.values),
+            "served_lag_sample": self.served_lag.values[:2000].tolist(),
+            "stale_rows": self.stale_rows,
+            "stale_rate": None if self.on_demand else rate(self.stale_rows, self.rows),
+            "stale_lag_seconds": _percentiles(self.stale_lag.values),
+            "expired_rows": self.expired_rows,
+            "expired_rate": None if self.on_demand else rate(self.expired_rows, self.rows),
+            "expired_age_seconds": _percentiles(self.expired_age.values),
+            "online_only_rows": self.online_only_rows,
+            "online_only_examples": list(self.online_only_examples),
+            "not_found_rows": self.not_found_rows,
+            "not_found_rate": rate(self.not_found_rows, self.rows),
+            "not_found_with_offline": self.not_found_with_offline,
+            "not_found_default_rate": rate(self.not_found_with_offline, self.rows),
+            "row_compared": self.row_compared,
+            "row_match_rate": rate(self.row_matches, self.row_compared),
+        }
+
+
+def _iso(micros: int) -> str | None:
+    if micros == NO_TIME:
+        return None
+    return str(np.datetime64(int(micros), "us")) + "Z"

@@ -1,0 +1,277 @@
+"""Point-in-time offline values of sampled rows, through Feast's own offline store.
+
+For a chunk of one view's sampled rows the check needs, per row, the point-in-time offline row
+at the request time (its values and its event time) and the one at the served event time. Both
+come from one ``get_historical_features`` of the repo's own offline store (file/Dask, DuckDB,
+PostgreSQL, Spark, ...), so Feast's semantics hold by construction: ttl, created-timestamp
+tie-breaks, field mappings, time zones, entityless views. To learn the matched row's event time,
+the retrieval uses a copy of the view whose schema also lists the source's timestamp column as a
+``UnixTimestamp`` feature: offline stores return it like any feature.
+
+The entity dataframe holds each distinct (entity, time) once and carries a row id of ours; the
+answers are joined back on it, never on position (the Dask store drops unmatched rows and
+reorders the rest). :func:`entity_frame` is the one helper that builds such a frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from feast_parity.parity.columns import CanonicalColumn, canonical_column
+from feast_parity.parity.served import NO_TIME, ServedRows
+from feast_parity.parity.view import OfflineRows
+from feast_parity.plugin.registry import ViewInfo
+
+ROW_ID = "__parity_row"
+TIME_COLUMN = "__parity_time"
+
+
+@dataclass
+class EntityFrame:
+    """A deduplicated entity dataframe and, per input row, the row id its answer has."""
+
+    frame: pd.DataFrame
+    row_ids: np.ndarray  # int64, one per input row
+
+
+def _coerce_keys(values: np.ndarray, dtype: str | None) -> list[Any]:
+    """Join key values as the entity's declared type wants them (a client may send "42")."""
+    out = values.tolist()
+    if dtype in ("Int64", "Int32"):
+        coerced = []
+        for v in out:
+            if isinstance(v, str) and v.lstrip("-").isdigit():
+                coerced.append(int(v))
+            else:
+                coerced.append(v)
+        return coerced
+    if dtype == "String":
+        return [v if v is None or isinstance(v, str) else str(v) for v in out]
+    return out
+
+
+def entity_frame(
+    keys: Mapping[str, Sequence[Any]],
+    times_us: np.ndarray,
+    *,
+    time_column: str = TIME_COLUMN,
+    extra: Mapping[str, Sequence[Any]] | None = None,
+    distinct_times: bool = False,
+) -> EntityFrame:
+    """Distinct (keys, time[, extra]) rows with a row id column :data:`ROW_ID`.
+
+    ``distinct_times`` shifts each frame row's time by its own microsecond, so that an offline
+    store that keeps one row per (entity of one source view, time) (Dask, joining an on-demand
+    view's sources) cannot collapse rows that differ in another view's key.
+    """
+    columns: dict[str, Any] = {k: list(v) for k, v in keys.items()}
+    columns.update({k: list(v) for k, v in (extra or {}).items()})
+    columns[time_column] = pd.to_datetime(np.asarray(times_us, dtype="datetime64[us]"), utc=True)
+    full = pd.DataFrame(columns)
+    hashable = full.copy()
+    for name in hashable.columns:
+        if hashable[name].dtype == object:  # lists, bytes, mixed spellings: group by repr
+            hashable[name] = hashable[name].map(repr)
+    codes = hashable.groupby(list(hashable.columns), sort=False, dropna=False).ngroup()
+    codes = codes.to_numpy(dtype=np.int64)
+    first = np.unique(codes, return_index=True)[1] if len(codes) else np.zeros(0, np.int64)
+    frame = full.iloc[first].reset_index(drop=True)
+    if distinct_times and len(frame):
+        frame[time_column] = frame[time_column] + pd.to_timedelta(np.arange(len(frame)), unit="us")
+    frame[ROW_ID] = np.arange(len(frame), dtype=np.int64)
+    return EntityFrame(frame, np.asarray(codes, dtype=np.int64))
+
+
+def _derived_view(view: Any) -> tuple[Any, str]:
+    """A copy of the view that also serves its source's timestamp column as a feature."""
+    from feast import Field
+    from feast.types import UnixTimestamp
+
+    timestamp_field = view.batch_source.timestamp_field
+    derived = copy.deepcopy(view)
+    if timestamp_field not in {f.name for f in derived.features}:
+        derived.features = [*derived.features, Field(name=timestamp_field, dtype=UnixTimestamp)]
+    return derived, timestamp_field
+
+
+def _times_of(table: pa.Table, column: str) -> np.ndarray:
+    array = table.column(column)
+    if not pa.types.is_timestamp(array.type):
+        array = pc.cast(array, pa.timestamp("us", tz="UTC"))
+    micros = pc.cast(pc.cast(array, pa.timestamp("us", tz=array.type.tz)), pa.int64())
+    return pc.fill_null(micros, NO_TIME).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+class OfflineReader:
+    """Offline answers for chunks of sampled rows, one retrieval per view and chunk."""
+
+    def __init__(self, store: Any, redaction: Mapping[str, bytes] | None = None) -> None:
+        self.store = store
+        self.redaction = dict(redaction or {})  # "view:feature" -> HMAC key
+
+    def _retrieve(self, views: list[Any], refs: list[str], frame: pd.DataFrame) -> pa.Table:
+        offline_store = self.store._get_provider().offline_store
+        sink = io.StringIO()
+        with contextlib.redirect_stdout(sink):  # Feast prints which column is the timestamp
+            job = offline_store.get_historical_features(
+                config=self.store.config,
+                feature_views=views,
+                feature_refs=refs,
+                entity_df=frame,
+                registry=self.store.registry,
+                project=self.store.project,
+                full_feature_names=False,
+            )
+            table = job.to_arrow()
+        return table
+
+    def batch_view(self, info: ViewInfo, served: ServedRows, features: list[str]) -> OfflineRows:
+        """Offline rows at request time and at served event time for a batch or stream view."""
+        view = info.view
+        derived, timestamp_field = _derived_view(view)
+        dtypes = {c.name: str(c.dtype) for c in view.entity_columns}
+        keys = {k: _coerce_keys(served.keys[k], dtypes.get(k)) for k in info.join_keys}
+        n = len(served)
+        has_ts = served.has_event_time
+        # rows at request time, then rows at served event time, in one frame
+        both_keys = {k: [*v, *[v[i] for i in np.flatnonzero(has_ts)]] for k, v in keys.items()}
+        times = np.concatenate([served.request_time, served.event_time[has_ts]])
+        frame = entity_frame(both_keys, times)
+        refs = [f"{view.name}:{f}" for f in features] + [f"{view.name}:{timestamp_field}"]
+        table = self._retrieve([derived], refs, frame.frame)
+        by_id = _reindex(table, len(frame.frame))
+        ids = frame.row_ids
+        request_ids, served_ids = ids[:n], np.full(n, -1, dtype=np.int64)
+        served_ids[has_ts] = ids[n:]
+        event_times = _times_of(by_id, timestamp_field)
+        at_request_time = event_times[request_ids]
+        at_served_time = np.where(served_ids >= 0, event_times[np.maximum(served_ids, 0)], NO_TIME)
+        offline = OfflineRows(at_request_time, {}, at_served_time, {})
+        for name in features:
+            if name not in by_id.column_names:
+                offline.missing.add(name)
+                continue
+            column = by_id.column(name)
+            offline.offline_types[name] = arrow_type_name(column.type)
+            offline.at_request[name] = self._column(info, name, column, request_ids)
+            offline.at_served[name] = self._column(info, name, column, np.maximum(served_ids, 0))
+            offline.at_served[name].null[served_ids < 0] = True
+        return offline
+
+    def on_demand_view(
+        self, info: ViewInfo, served: ServedRows, features: list[str], catalog: Any
+    ) -> tuple[OfflineRows | None, str | None]:
+        """On-demand outputs recomputed offline at request time from the logged keys and
+        request data; (None, why) when an input is missing from the log."""
+        view = info.view
+        request_fields = [
+            field.name
+            for source in (getattr(view, "source_request_sources", None) or {}).values()
+            for field in source.schema
+        ]
+        missing = [f for f in request_fields if f not in served.request_data]
+        if missing:
+            return None, (
+                f"on-demand view {view.name}: request input(s) {', '.join(sorted(missing))} "
+                "not in the sample log (logs before v3 do not record request data), so its "
+                "outputs cannot be recomputed offline"
+            )
+        extra = {f: served.request_data[f].tolist() for f in request_fields}
+        frame = entity_frame(
+            {k: served.keys[k].tolist() for k in sorted(served.keys)},
+            served.request_time,
+            time_column="event_timestamp",
+            extra=extra,
+            distinct_times=True,
+        )
+        refs = [f"{view.name}:{f}" for f in features]
+        try:
+            job = self.store.get_historical_features(entity_df=frame.frame, features=refs)
+            table = job.to_arrow()
+        except Exception as exc:
+            return None, f"offline recomputation of on-demand view {view.name} failed: {_short(exc)}"
+        by_id = _reindex(table, len(frame.frame))
+        ids = frame.row_ids
+        n = len(served)
+        offline = OfflineRows(
+            np.full(n, NO_TIME, dtype=np.int64), {}, np.full(n, NO_TIME, dtype=np.int64), {}
+        )
+        for name in features:
+            if name not in by_id.column_names:
+                offline.missing.add(name)
+                continue
+            column = by_id.column(name)
+            offline.offline_types[name] = arrow_type_name(column.type)
+            offline.at_request[name] = self._column(info, name, column, ids)
+            blank = self._column(info, name, column, ids)
+            blank.null[:] = True
+            offline.at_served[name] = blank
+        # the recomputed row stands at request time for every row that has a value
+        any_value = np.zeros(n, dtype=bool)
+        for column in offline.at_request.values():
+            any_value |= ~column.null
+        offline.at_request_time[any_value] = served.request_time[any_value]
+        return offline, None
+
+    def _column(
+        self, info: ViewInfo, name: str, column: pa.ChunkedArray, take: np.ndarray
+    ) -> CanonicalColumn:
+        picked = column.take(pa.array(take, type=pa.int64())) if len(take) else column.slice(0, 0)
+        declared = info.declared.get(name, "Invalid")
+        return canonical_column(
+            picked, declared, redact_key=self.redaction.get(f"{info.name}:{name}")
+        )
+
+
+def _reindex(table: pa.Table, rows: int) -> pa.Table:
+    """The answers ordered by row id, one per id (rows the store dropped become nulls)."""
+    ids = table.column(ROW_ID).to_numpy(zero_copy_only=False).astype(np.int64)
+    # several answers for one id cannot come from Feast; keep the first of each
+    order = np.full(rows, -1, dtype=np.int64)
+    order[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)
+    present = order >= 0
+    index = pa.array(np.where(present, order, 0), type=pa.int64(), mask=~present)
+    return table.take(index)
+
+
+def arrow_type_name(arrow: pa.DataType) -> str:
+    """Offline column type as the report names it (float32, int64, list<string>, ...)."""
+    if pa.types.is_list(arrow) or pa.types.is_large_list(arrow):
+        return f"list<{arrow_type_name(arrow.value_type)}>"
+    names = {
+        pa.float32(): "float32",
+        pa.float64(): "float64",
+        pa.int32(): "int32",
+        pa.int64(): "int64",
+        pa.string(): "string",
+        pa.large_string(): "string",
+        pa.binary(): "bytes",
+        pa.large_binary(): "bytes",
+        pa.bool_(): "bool",
+    }
+    if arrow in names:
+        return names[arrow]
+    if pa.types.is_timestamp(arrow):
+        return "timestamp"
+    if pa.types.is_struct(arrow):
+        return "struct"
+    if pa.types.is_map(arrow):
+        return "map"
+    if pa.types.is_null(arrow):
+        return "null"
+    return str(arrow)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

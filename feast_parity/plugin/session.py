@@ -1,0 +1,77 @@
+"""Opening a repo for a command: its FeatureStore, its ``parity:`` block, its stores.
+
+Every command goes through these, so a missing ``feature_store.yaml``, a bad ``parity:`` key or
+an unreachable parity store gives the same one-line error everywhere (exit 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from feast_parity.plugin.config import ParityConfig, ParityConfigError
+from feast_parity.plugin.errors import CheckError
+from feast_parity.store.engine import StoreError, open_store
+from feast_parity.store.samples import SampleLog
+
+
+def load_store(repo: str | Path) -> tuple[Any, ParityConfig]:
+    """The FeatureStore and validated parity config of a repo, or CheckError."""
+    from feast import FeatureStore
+
+    repo_path = Path(repo)
+    if not (repo_path / "feature_store.yaml").exists():
+        raise CheckError(f"--repo: no feature_store.yaml in {repo_path}")
+    try:
+        store = FeatureStore(repo_path=str(repo_path))
+        config = ParityConfig.from_repo_config(store.config)
+    except ParityConfigError as exc:
+        raise CheckError(str(exc)) from None
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckError(f"cannot load the Feast repo at {repo_path}: {first}") from None
+    return store, config
+
+
+def parity_config(store: Any) -> ParityConfig:
+    return ParityConfig.from_repo_config(store.config)
+
+
+def open_engine(store: Any, config: ParityConfig | None = None) -> sa.Engine:
+    """The parity store's engine, schema ready, or CheckError with the masked URL."""
+    config = config or parity_config(store)
+    try:
+        return open_store(config.store_url(store.config.repo_path))
+    except StoreError as exc:
+        raise CheckError(str(exc)) from None
+
+
+def registry_types(store: Any) -> dict[str, dict[str, str]]:
+    """Declared types per view (for log v1 cells, which lack them)."""
+    out: dict[str, dict[str, str]] = {}
+    try:
+        views = store.registry.list_all_feature_views(store.project)
+    except Exception:
+        return out
+    for view in views:
+        out[view.name] = {f.name: str(f.dtype) for f in view.features}
+    return out
+
+
+def open_sample_log(store: Any, config: ParityConfig | None = None) -> tuple[sa.Engine, SampleLog]:
+    """The parity store's engine and the repo's sample log (SQL and, if set, Parquet)."""
+    from feast_parity.store.sinks import resolve_filesystem
+
+    config = config or parity_config(store)
+    engine = open_engine(store, config)
+    parquet = None
+    if config.sample_log:
+        try:
+            parquet = resolve_filesystem(config.sample_log, str(store.config.repo_path))
+        except Exception as exc:
+            raise CheckError(
+                f"parity.sample_log: cannot open {config.sample_log!r}: {exc}"
+            ) from None
+    return engine, SampleLog(engine, parquet, registry_types(store))

@@ -1,0 +1,283 @@
+"""Reading a window of the sample log, whatever wrote it, as ServedRows per view.
+
+A window may span three places: JSON-cell rows of log v1/v2 (``parity_samples``), v3 batches in
+the SQL store (``parity_sample_batches``) and v3 Parquet files (``parity.sample_log``).
+:class:`SampleLog` reads all of them, one feature view at a time in chunks of about
+``chunk_rows`` rows, so memory stays bounded whatever the window's size. Damaged rows and
+batches are skipped and counted (:class:`~feast_parity.parity.logformat_v2.Skipped`); a batch
+of a newer log version raises :class:`~feast_parity.parity.logformat.NewerLogError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+import pyarrow as pa
+import sqlalchemy as sa
+
+from feast_parity.parity.logformat import (
+    LogFormatError,
+    NewerLogError,
+    batch_version,
+    decode_batch,
+    from_ipc,
+)
+from feast_parity.parity.logformat_v2 import Skipped, decode_rows
+from feast_parity.parity.served import ServedRows, concat_rows
+from feast_parity.store.schema import sample_batches_table, samples_v2_table
+
+# sample ids of v3 rows: batch id (SQL) or file number (Parquet) times this, plus the row
+BATCH_ID_STRIDE = 1 << 24
+
+
+def _epoch(value: datetime | float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    return float(value)
+
+
+@dataclass
+class ViewWindow:
+    """What one view of a window holds: rows per source (estimates for v3 batches)."""
+
+    feature_view: str
+    rows: int = 0
+
+
+class SampleLog:
+    """The sample log of one repo: the parity store's SQL tables and, when configured, the
+    Parquet dataset of ``parity.sample_log``."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        parquet: tuple[Any, str] | None = None,
+        registry_types: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.parquet = parquet  # (pyarrow filesystem, root path)
+        self.registry_types = registry_types or {}
+
+    # -- what is there --
+
+    def views(self, since: datetime, until: datetime) -> dict[str, int]:
+        """Rows per feature view in the window (v3 counts are of the batches overlapping it)."""
+        start, end = _epoch(since), _epoch(until)
+        out: dict[str, int] = {}
+        v2 = samples_v2_table
+        v3 = sample_batches_table
+        with self.engine.connect() as conn:
+            query = (
+                sa.select(v2.c.feature_view, sa.func.count())
+                .where(v2.c.request_time >= start, v2.c.request_time < end)
+                .group_by(v2.c.feature_view)
+            )
+            for view, count in conn.execute(query):
+                out[str(view)] = out.get(str(view), 0) + int(count)
+            query = (
+                sa.select(v3.c.feature_view, sa.func.sum(v3.c.rows))
+                .where(v3.c.max_request_time >= start, v3.c.min_request_time < end)
+                .group_by(v3.c.feature_view)
+            )
+            for view, count in conn.execute(query):
+                out[str(view)] = out.get(str(view), 0) + int(count or 0)
+        for view, files in self._parquet_files(since, until).items():
+            rows = sum(_parquet_rows(self.parquet[0], f) for f in files)  # type: ignore[index]
+            out[view] = out.get(view, 0) + rows
+        return out
+
+    # -- reading --
+
+    def iter_view(
+        self, view: str, since: datetime, until: datetime, chunk_rows: int = 50_000
+    ) -> Iterator[tuple[ServedRows | None, Skipped]]:
+        """ServedRows of ``view`` in the window, in chunks, with what each chunk skipped."""
+        yield from self._v2(view, since, until, chunk_rows)
+        yield from self._v3_sql(view, since, until, chunk_rows)
+        yield from self._v3_parquet(view, since, until, chunk_rows)
+
+    def _v2(
+        self, view: str, since: datetime, until: datetime, chunk_rows: int
+    ) -> Iterator[tuple[ServedRows | None, Skipped]]:
+        table = samples_v2_table
+        query = (
+            sa.select(table)
+            .where(table.c.feature_view == view)
+            .where(table.c.request_time >= _epoch(since), table.c.request_time < _epoch(until))
+            .order_by(table.c.sample_id)
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(
+                query
+            )
+            while True:
+                rows = result.fetchmany(chunk_rows)
+                if not rows:
+                    break
+                decoded, skipped = decode_rows([r._mapping for r in rows], self.registry_types)
+                yield decoded.get(view), skipped
+
+    def _v3_sql(
+        self, view: str, since: datetime, until: datetime, chunk_rows: int
+    ) -> Iterator[tuple[ServedRows | None, Skipped]]:
+        table = sample_batches_table
+        start, end = _epoch(since), _epoch(until)
+        query = (
+            sa.select(table.c.batch_id, table.c.rows, table.c.payload)
+            .where(table.c.feature_view == view)
+            .where(table.c.max_request_time >= start, table.c.min_request_time < end)
+            .order_by(table.c.batch_id)
+        )
+        pending: list[ServedRows] = []
+        pending_rows = 0
+        skipped = Skipped()
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=64).execute(query)
+            for batch_id, rows, payload in result:
+                try:
+                    table_ = from_ipc(payload)
+                    part = _window(decode_batch(table_, batch_id * BATCH_ID_STRIDE), since, until)
+                except NewerLogError:
+                    raise
+                except LogFormatError:
+                    for _ in range(max(int(rows or 1), 1)):
+                        skipped.add("damaged v3 batch (unreadable Arrow data)", batch_id * BATCH_ID_STRIDE)
+                    continue
+                if part is None:
+                    continue
+                pending.append(part)
+                pending_rows += len(part)
+                if pending_rows >= chunk_rows:
+                    yield concat_rows(pending), skipped
+                    pending, pending_rows, skipped = [], 0, Skipped()
+        if pending or skipped.total:
+            yield (concat_rows(pending) if pending else None), skipped
+
+    def _parquet_files(self, since: datetime, until: datetime) -> dict[str, list[str]]:
+        if self.parquet is None:
+            return {}
+        import pyarrow.fs as pafs
+
+        filesystem, root = self.parquet
+        try:
+            info = filesystem.get_file_info(root)
+        except OSError:
+            return {}
+        if info.type != pafs.FileType.Directory:
+            return {}
+        first = np.datetime64(int(_epoch(since) // 3600), "h").astype(str)  # type: ignore[operator]
+        last = np.datetime64(int(_epoch(until) // 3600), "h").astype(str)  # type: ignore[operator]
+        out: dict[str, list[str]] = {}
+        for entry in filesystem.get_file_info(pafs.FileSelector(root, recursive=True)):
+            if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):
+                continue
+            parts = entry.path[len(root) :].strip("/").split("/")
+            if len(parts) != 3 or parts[2].startswith("."):
+                continue
+            view_part, hour_part = parts[0], parts[1]
+            if not view_part.startswith("feature_view=") or not hour_part.startswith("hour="):
+                continue
+            hour = hour_part[len("hour=") :]
+            if first <= hour <= last:
+                out.setdefault(unquote(view_part[len("feature_view=") :]), []).append(entry.path)
+        for files in out.values():
+            files.sort()
+        return out
+
+    def _v3_parquet(
+        self, view: str, since: datetime, until: datetime, chunk_rows: int
+    ) -> Iterator[tuple[ServedRows | None, Skipped]]:
+        import pyarrow.parquet as pq
+
+        files = self._parquet_files(since, until).get(view, [])
+        if not files:
+            return
+        filesystem = self.parquet[0]  # type: ignore[index]
+        pending: list[ServedRows] = []
+        pending_rows = 0
+        skipped = Skipped()
+        for number, path in enumerate(files):
+            first_id = (1 << 40) + number * BATCH_ID_STRIDE
+            try:
+                table = pq.read_table(path, filesystem=filesystem)
+                batch_version(table.schema)
+                part = _window(decode_batch(table, first_id), since, until)
+            except NewerLogError:
+                raise
+            except (LogFormatError, OSError, pa.ArrowException) as exc:
+                del exc
+                skipped.add(f"damaged Parquet file {os.path.basename(path)}", first_id)
+                continue
+            if part is None:
+                continue
+            pending.append(part)
+            pending_rows += len(part)
+            if pending_rows >= chunk_rows:
+                yield concat_rows(pending), skipped
+                pending, pending_rows, skipped = [], 0, Skipped()
+        if pending or skipped.total:
+            yield (concat_rows(pending) if pending else None), skipped
+
+
+def _parquet_rows(filesystem: Any, path: str) -> int:
+    import pyarrow.parquet as pq
+
+    try:
+        with filesystem.open_input_file(path) as handle:
+            return int(pq.ParquetFile(handle).metadata.num_rows)
+    except (OSError, pa.ArrowException):
+        return 0
+
+
+def _window(rows: ServedRows, since: datetime, until: datetime) -> ServedRows | None:
+    start = int(round(_epoch(since) * 1e6))  # type: ignore[operator]
+    end = int(round(_epoch(until) * 1e6))  # type: ignore[operator]
+    inside = (rows.request_time >= start) & (rows.request_time < end)
+    if inside.all():
+        return rows if len(rows) else None
+    if not inside.any():
+        return None
+    return rows.take(np.flatnonzero(inside))
+
+
+def read_samples(
+    store: str | sa.Engine,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    feature_view: str | None = None,
+    sample_log: str | None = None,
+) -> pa.Table:
+    """The sample log of a window as one Arrow table (``rows_table`` of every view), from a
+    parity store URL or engine and, when given, a ``parity.sample_log`` location.
+
+    >>> read_samples("sqlite://").num_rows
+    0
+    """
+    from feast_parity.parity.logformat import rows_table
+    from feast_parity.store.engine import open_store
+    from feast_parity.store.sinks import resolve_filesystem
+
+    engine = open_store(store) if isinstance(store, str) else store
+    log = SampleLog(engine, resolve_filesystem(sample_log) if sample_log else None)
+    start = since or datetime(1970, 1, 1, tzinfo=timezone.utc)
+    end = until or datetime(9999, 1, 1, tzinfo=timezone.utc)
+    views = [feature_view] if feature_view else sorted(log.views(start, end))
+    tables = []
+    for view in views:
+        for rows, _ in log.iter_view(view, start, end):
+            if rows is not None and len(rows):
+                tables.append(rows_table(rows))
+    if not tables:
+        return pa.table({"feature_view": pa.array([], pa.string())})
+    return pa.concat_tables(tables, promote_options="permissive")

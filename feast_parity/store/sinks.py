@@ -1,0 +1,196 @@
+"""Where the writer puts sample-log batches: SQL rows of Arrow IPC bytes, or a Parquet dataset.
+
+Both sinks take the batches of one writer flush (one per feature view, in the v3 format of
+:mod:`feast_parity.parity.logformat`) and store each as it is:
+
+* :class:`SqlSink` (``parity.store``, SQLite or PostgreSQL): one row per batch with its view and
+  request-time range, all batches of a flush in one transaction, so a window is read without
+  any per-row decoding;
+* :class:`ParquetSink` (``parity.sample_log``: a directory, or a ``file://``, ``s3://`` or
+  ``gs://`` URI): one file per view and hour per flush under
+  ``feature_view=<view>/hour=<YYYY-MM-DDTHH>/``, named after the writer, so many processes and
+  hosts write side by side without locks or contention.
+
+A sink raises on failure; the writer counts the rows as dropped and tries again later.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from feast_parity.parity.logformat import LOG_VERSION, TIME, batch_view, to_ipc
+from feast_parity.store.engine import create_engine, redact_url
+from feast_parity.store.schema import ensure_schema, sample_batches_table
+
+
+class SampleSink(Protocol):
+    def write(self, batches: Sequence[pa.RecordBatch]) -> None: ...
+
+    def probe(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+def _time_range(batch: pa.RecordBatch) -> tuple[float, float]:
+    micros = pc.cast(batch.column("request_time"), pa.int64())
+    bounds = pc.min_max(micros).as_py()
+    return bounds["min"] / 1e6, bounds["max"] / 1e6
+
+
+class SqlSink:
+    """Batches as rows of ``parity_sample_batches`` in the parity store."""
+
+    def __init__(self, url: str, writer: str = "unknown") -> None:
+        self.url = url
+        self.writer = writer[:64]
+        self._engine: sa.Engine | None = None
+
+    def describe(self) -> str:
+        return redact_url(self.url)
+
+    def _ready(self) -> sa.Engine:
+        if self._engine is None:
+            engine = create_engine(self.url)
+            ensure_schema(engine)
+            self._engine = engine
+        return self._engine
+
+    def probe(self) -> None:
+        with self._ready().connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def write(self, batches: Sequence[pa.RecordBatch]) -> None:
+        rows = []
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            start, end = _time_range(batch)
+            rows.append(
+                {
+                    "log_version": LOG_VERSION,
+                    "feature_view": batch_view(batch.schema)[:255],
+                    "min_request_time": start,
+                    "max_request_time": end,
+                    "rows": batch.num_rows,
+                    "writer": self.writer,
+                    "payload": to_ipc(batch),
+                }
+            )
+        if not rows:
+            return
+        try:
+            with self._ready().begin() as conn:
+                conn.execute(sample_batches_table.insert(), rows)
+        except Exception:
+            self.close()  # a fresh engine next time: the old pool may hold dead connections
+            raise
+
+    def close(self) -> None:
+        if self._engine is not None:
+            try:
+                self._engine.dispose()
+            except Exception:
+                pass
+            self._engine = None
+
+
+def resolve_filesystem(location: str, base_dir: str | os.PathLike[str] | None = None) -> tuple[Any, str]:
+    """(pyarrow filesystem, path) of a ``parity.sample_log`` location: a directory relative to
+    the repo, an absolute path, or any URI pyarrow understands (``file://``, ``s3://``, ...)."""
+    import pyarrow.fs as pafs
+
+    if "://" in location:
+        return pafs.FileSystem.from_uri(location)
+    path = location if os.path.isabs(location) or base_dir is None else os.path.join(base_dir, location)
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _hour_partitions(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    micros = pc.cast(batch.column("request_time"), pa.int64()).to_numpy(zero_copy_only=False)
+    hours = micros // 3_600_000_000
+    out = {}
+    for hour in np.unique(hours):
+        label = np.datetime64(int(hour), "h").astype(str)  # 2026-12-02T04
+        out[label] = np.flatnonzero(hours == hour)
+    return out
+
+
+class ParquetSink:
+    """Batches as Parquet files of a dataset partitioned by view and hour."""
+
+    def __init__(
+        self, location: str, writer: str = "unknown", base_dir: str | None = None
+    ) -> None:
+        self.location = location
+        self.base_dir = base_dir
+        self._resolved: tuple[Any, str] | None = None  # resolved on the writer thread
+        self.writer = writer
+        self._token = uuid.uuid4().hex[:8]  # two processes with one host:pid (containers)
+        self._seq = itertools.count()
+
+    def describe(self) -> str:
+        return self.location
+
+    @property
+    def filesystem(self) -> Any:
+        return self._where()[0]
+
+    @property
+    def root(self) -> str:
+        return self._where()[1]
+
+    def _where(self) -> tuple[Any, str]:
+        if self._resolved is None:
+            self._resolved = resolve_filesystem(self.location, self.base_dir)
+        return self._resolved
+
+    def probe(self) -> None:
+        self.filesystem.create_dir(self.root, recursive=True)
+
+    def write(self, batches: Sequence[pa.RecordBatch]) -> None:
+        import pyarrow.parquet as pq
+
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            view = batch_view(batch.schema)
+            for hour, rows in _hour_partitions(batch).items():
+                part = batch.take(pa.array(rows)) if len(rows) != batch.num_rows else batch
+                directory = f"{self.root}/feature_view={quote(view, safe='')}/hour={hour}"
+                self.filesystem.create_dir(directory, recursive=True)
+                name = (
+                    f"{quote(self.writer, safe='')}-{self._token}-{next(self._seq):08d}.parquet"
+                )
+                final = f"{directory}/{name}"
+                temporary = f"{directory}/.{name}.tmp"
+                table = pa.Table.from_batches([part])
+                # write under a hidden name, then rename: a reader never sees half a file
+                pq.write_table(table, temporary, filesystem=self.filesystem, coerce_timestamps="us")
+                try:
+                    self.filesystem.move(temporary, final)
+                except OSError:  # object stores without rename: the temp name is ignored later
+                    pq.write_table(table, final, filesystem=self.filesystem, coerce_timestamps="us")
+                    self.filesystem.delete_file(temporary)
+
+    def close(self) -> None:
+        pass
+
+
+def hour_label(micros: int) -> str:
+    """The ``hour=`` partition value of a UTC microsecond time."""
+    return np.datetime64(int(micros // 3_600_000_000), "h").astype(str)
+
+
+__all__ = ["TIME", "ParquetSink", "SampleSink", "SqlSink", "hour_label", "resolve_filesystem"]
