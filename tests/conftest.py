@@ -63,3 +63,13 @@ def postgres_url() -> str:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/e2e are ``e2e``; everything else (tests/unit, doctests) is ``unit``."""
+    for item in items:
+        path = str(item.path)
+        if f"{os.sep}tests{os.sep}e2e{os.sep}" in path:
+            item.add_marker(pytest.mark.e2e)
+        else:
+            item.add_marker(pytest.mark.unit)

@@ -43,6 +43,7 @@ class OfflineRows:
     at_served: dict[str, CanonicalColumn]  # feature values of that row
     offline_types: dict[str, str] = field(default_factory=dict)  # feature -> column type
     missing: set[str] = field(default_factory=set)  # features the store did not return
+    available: bool = True  # False: the store could not be asked (nothing is known offline)
 
 
 @dataclass
@@ -74,7 +75,7 @@ def classify(served: ServedRows, offline: OfflineRows, ttl_seconds: float) -> Ro
     exact = has_ts & (t_e != NO_TIME) & (t_e == t_s)
     stale = has_ts & has_offline & (t_o > t_s)
     expired = has_ts & (ttl_seconds > 0) & ((t_r - t_s) > int(ttl_seconds * 1e6))
-    online_only = has_ts & ~exact & ~stale
+    online_only = has_ts & ~exact & ~stale & offline.available
     statuses = [f.status for f in served.features.values()]
     if statuses:
         requested = np.stack([s != 0 for s in statuses])

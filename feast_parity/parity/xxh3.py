@@ -1,10 +1,11 @@
 """Vectorised XXH3-64 for many short inputs at once, bit-exact with ``xxhash.xxh3_64_intdigest``.
 
 The parity checker hashes the canonical encodings of millions of feature values (1 to 16 bytes
-each) and row hashes (up to a few hundred bytes). A Python loop over :mod:`xxhash` costs about
-0.3 us per call, dominated by interpreter overhead; this module runs the short-input paths of the
-XXH3 specification (inputs of 0 to 240 bytes, default secret, 64-bit seed) as numpy array
-operations over whole columns, so the cost per hash is a few nanoseconds.
+each) and row hashes (up to a few hundred bytes). A Python loop over :mod:`xxhash` costs 0.1 to
+0.3 us per input, nearly all interpreter overhead (building ``bytes``, the call); this module runs
+the short-input paths of the XXH3 specification (inputs of 0 to 240 bytes, default secret, 64-bit
+seed) as numpy array operations over whole columns, at a few (short inputs) to a few tens of
+nanoseconds (240 bytes) per hash.
 
 All arithmetic is on ``uint64`` and wraps modulo 2**64, as in the reference. The 64x64->128 bit
 multiply that XXH3 folds (``lo ^ hi``) is done with 32-bit halves, each partial product fitting
@@ -60,8 +61,10 @@ _PRIME_MX2 = 0x9FB21C651E98DF25
 _U32_MASK = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 
-# Rows per block: keeps the temporaries of one block in cache and bounds peak memory.
-_BLOCK_BYTES = 1 << 18
+# Elements per temporary array of one block of rows (256 KiB of uint64): large enough that the
+# ~1 us cost of each numpy call is spread over many rows, small enough that a block's temporaries
+# stay in cache and peak memory stays bounded. Measured best among 4 Ki..128 Ki.
+_BLOCK_WORDS = 32_768
 
 
 def _secret64(offset: int) -> int:
@@ -73,8 +76,9 @@ def _secret32(offset: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Word-level primitives. ``x`` is a uint64 array (or 0-d array / numpy scalar); every operation
-# wraps modulo 2**64. Callers hold np.errstate(over="ignore") so numpy scalars do not warn.
+# Word-level primitives on uint64 arrays; every operation wraps modulo 2**64. Most work in place
+# on fresh temporaries to spare allocations. Callers hold np.errstate(over="ignore"), so that
+# the few operations on numpy scalars (seed arithmetic) do not warn either.
 
 
 def _u64(value: int) -> np.uint64:
@@ -143,16 +147,25 @@ def _rrmxmx(h: U64Array, length: int) -> U64Array:
     return h
 
 
+def _words(rows: npt.NDArray[np.uint8], offset: int, count: int, dtype: str) -> npt.NDArray[Any]:
+    """Zero-copy (n, count) view of the little-endian words at ``offset + k * size`` of each row.
+
+    ``rows`` must be C-contiguous. The view is generally unaligned (rows are L bytes apart);
+    numpy handles that, and every use below copies out of it into an aligned array.
+    """
+    n, length = rows.shape
+    size = np.dtype(dtype).itemsize
+    return np.ndarray((n, count), dtype=dtype, buffer=rows, offset=offset, strides=(length, size))
+
+
 def _read64(rows: npt.NDArray[np.uint8], offset: int) -> U64Array:
     """Little-endian u64 at byte ``offset`` of every row (a fresh, writeable array)."""
-    word = np.ascontiguousarray(rows[:, offset : offset + 8]).view("<u8")[:, 0]
-    return word.astype(np.uint64)
+    return _words(rows, offset, 1, "<u8")[:, 0].astype(np.uint64)
 
 
 def _read32(rows: npt.NDArray[np.uint8], offset: int) -> U64Array:
     """Little-endian u32 at byte ``offset`` of every row, widened to u64."""
-    word = np.ascontiguousarray(rows[:, offset : offset + 4]).view("<u4")[:, 0]
-    return word.astype(np.uint64)
+    return _words(rows, offset, 1, "<u4")[:, 0].astype(np.uint64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,20 +211,30 @@ def _hash_9to16(rows: npt.NDArray[np.uint8], seed: U64Array) -> U64Array:
     return _avalanche_xxh3(acc)
 
 
-@cache
-def _chunk_plan(
-    data_offsets: tuple[int, ...], secret_offsets: tuple[int, ...]
-) -> tuple[npt.NDArray[np.intp], U64Array, U64Array]:
-    """Byte columns to gather for 16-byte chunks, and the two secret words of each chunk.
+_MixGroup: TypeAlias = tuple[
+    int, int, npt.NDArray[np.intp], npt.NDArray[np.intp], U64Array, U64Array
+]
 
-    The columns put the low 8 bytes of every chunk first, then the high 8 bytes, so that the
-    gathered block viewed as u64 is ``[lo_0 .. lo_m-1, hi_0 .. hi_m-1]`` on every row.
+
+@cache
+def _mix_plan(
+    length: int, data_offsets: tuple[int, ...], secret_offsets: tuple[int, ...]
+) -> tuple[_MixGroup, ...]:
+    """How to read the 16-byte chunks at ``data_offsets`` of rows of ``length`` bytes.
+
+    Chunks are grouped by their offset mod 8; each group reads u64 words from one zero-copy
+    view of the rows starting at that residue. Per group: (view offset, words in the view,
+    word index of each chunk's low and high halves, and the chunks' two secret words as
+    (k, 1) columns).
     """
-    starts = np.asarray(data_offsets, dtype=np.intp)[:, None]
-    columns = np.concatenate(((starts + np.arange(8)).ravel(), (starts + np.arange(8, 16)).ravel()))
-    secret_lo = np.array([_secret64(s) for s in secret_offsets], dtype=np.uint64)
-    secret_hi = np.array([_secret64(s + 8) for s in secret_offsets], dtype=np.uint64)
-    return columns, secret_lo, secret_hi
+    groups: list[_MixGroup] = []
+    for base in sorted({offset % 8 for offset in data_offsets}):
+        chunks = [(d, s) for d, s in zip(data_offsets, secret_offsets) if d % 8 == base]
+        lo_index = np.array([(d - base) // 8 for d, _ in chunks], dtype=np.intp)
+        secret_lo = np.array([[_secret64(s)] for _, s in chunks], dtype=np.uint64)
+        secret_hi = np.array([[_secret64(s + 8)] for _, s in chunks], dtype=np.uint64)
+        groups.append((base, (length - base) // 8, lo_index, lo_index + 1, secret_lo, secret_hi))
+    return tuple(groups)
 
 
 def _mix_sum(
@@ -220,19 +243,26 @@ def _mix_sum(
     secret_offsets: tuple[int, ...],
     seed: U64Array,
 ) -> U64Array:
-    """Sum (mod 2**64) of XXH3's 16-byte mix over the given chunks, for every row at once."""
-    columns, secret_lo, secret_hi = _chunk_plan(data_offsets, secret_offsets)
-    m = len(data_offsets)
-    words = np.take(rows, columns, axis=1).view("<u8").astype(np.uint64, copy=False)
-    lo = words[:, :m]
-    hi = words[:, m:]
-    if seed.ndim == 1:
-        lo ^= secret_lo + seed[:, None]
-        hi ^= secret_hi - seed[:, None]
-    else:
+    """Sum (mod 2**64) of XXH3's 16-byte mix over the given chunks, for every row at once.
+
+    Works on (chunks, rows) arrays, so that the sum over chunks adds whole contiguous rows.
+    """
+    total: U64Array | None = None
+    for base, count, lo_index, hi_index, secret_lo, secret_hi in _mix_plan(
+        rows.shape[1], data_offsets, secret_offsets
+    ):
+        words = _words(rows, base, count, "<u8").T
+        lo = words[lo_index].astype(np.uint64, copy=False)
+        hi = words[hi_index].astype(np.uint64, copy=False)
         lo ^= secret_lo + seed
         hi ^= secret_hi - seed
-    return _mul_fold64(lo, hi).sum(axis=1, dtype=np.uint64)
+        part = _mul_fold64(lo, hi).sum(axis=0, dtype=np.uint64)
+        if total is None:
+            total = part
+        else:
+            total += part
+    assert total is not None
+    return total
 
 
 def _hash_17to128(rows: npt.NDArray[np.uint8], seed: U64Array) -> U64Array:
@@ -263,7 +293,7 @@ def _hash_129to240(rows: npt.NDArray[np.uint8], seed: U64Array) -> U64Array:
     return _avalanche_xxh3(acc)
 
 
-def _hash_block(rows: npt.NDArray[np.uint8], seed: Any) -> U64Array:
+def _hash_block(rows: npt.NDArray[np.uint8], seed: U64Array) -> U64Array:
     length = rows.shape[1]
     if length == 0:
         return _hash_empty(rows.shape[0], seed)
@@ -284,7 +314,7 @@ def _hash_block(rows: npt.NDArray[np.uint8], seed: Any) -> U64Array:
 
 def _normalise_seed(seed: SeedLike, n: int) -> U64Array:
     """A 0-d uint64 array for one seed (reduced mod 2**64 like xxhash), or an (n,) array."""
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+    if isinstance(seed, (int, np.integer)):
         return np.asarray(operator.index(seed) & _MASK64, dtype=np.uint64)
     array = np.asarray(seed)
     if array.dtype.kind not in "iu":
@@ -313,7 +343,9 @@ def _hash_rows(rows: npt.NDArray[np.uint8], seeds: U64Array) -> U64Array:
     n, length = rows.shape
     if length > MAX_VECTORISED_LEN:
         return _fallback(rows, seeds)
-    block = max(1024, _BLOCK_BYTES // max(length, 8))
+    rows = np.ascontiguousarray(rows)  # the word views need C order
+    chunks = 1 if length <= 16 else 8 if length > 128 else 2 * (((length - 1) >> 5) + 1)
+    block = max(256, _BLOCK_WORDS // chunks)
     if n <= block:
         return _hash_block(rows, seeds)
     out = np.empty(n, dtype=np.uint64)

@@ -219,7 +219,11 @@ class ParityCheck:
 
         n = len(rows)
         empty = OfflineRows(
-            np.full(n, NO_TIME, dtype=np.int64), {}, np.full(n, NO_TIME, dtype=np.int64), {}
+            np.full(n, NO_TIME, dtype=np.int64),
+            {},
+            np.full(n, NO_TIME, dtype=np.int64),
+            {},
+            available=False,
         )
         if not features:
             return empty

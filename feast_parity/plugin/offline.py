@@ -118,22 +118,46 @@ class OfflineReader:
     def __init__(self, store: Any, redaction: Mapping[str, bytes] | None = None) -> None:
         self.store = store
         self.redaction = dict(redaction or {})  # "view:feature" -> HMAC key
+        # Whether a view's retrieval needs prefixed column names: SQL stores select the
+        # timestamp column twice (as itself and as our feature) and need the prefix to tell
+        # them apart, Dask and ibis look the timestamp up by its bare name. Learnt per view.
+        self._full_names: dict[str, bool] = {}
 
-    def _retrieve(self, views: list[Any], refs: list[str], frame: pd.DataFrame) -> pa.Table:
+    def _retrieve(self, view: Any, refs: list[str], frame: pd.DataFrame) -> pa.Table:
+        """The derived view's retrieval, columns named by feature (prefix removed)."""
+        known = self._full_names.get(view.name)
+        modes = [known] if known is not None else [False, True]
+        error: Exception | None = None
+        for full in modes:
+            try:
+                table = self._run(view, refs, frame, full)
+            except Exception as exc:
+                error = exc
+                continue
+            self._full_names[view.name] = full
+            if full:
+                prefix = f"{view.name}__"
+                table = table.rename_columns(
+                    [c[len(prefix) :] if c.startswith(prefix) else c for c in table.column_names]
+                )
+            return table
+        assert error is not None
+        raise error
+
+    def _run(self, view: Any, refs: list[str], frame: pd.DataFrame, full: bool) -> pa.Table:
         offline_store = self.store._get_provider().offline_store
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink):  # Feast prints which column is the timestamp
             job = offline_store.get_historical_features(
                 config=self.store.config,
-                feature_views=views,
+                feature_views=[view],
                 feature_refs=refs,
                 entity_df=frame,
                 registry=self.store.registry,
                 project=self.store.project,
-                full_feature_names=False,
+                full_feature_names=full,
             )
-            table = job.to_arrow()
-        return table
+            return job.to_arrow()
 
     def batch_view(self, info: ViewInfo, served: ServedRows, features: list[str]) -> OfflineRows:
         """Offline rows at request time and at served event time for a batch or stream view."""
@@ -148,7 +172,7 @@ class OfflineReader:
         times = np.concatenate([served.request_time, served.event_time[has_ts]])
         frame = entity_frame(both_keys, times)
         refs = [f"{view.name}:{f}" for f in features] + [f"{view.name}:{timestamp_field}"]
-        table = self._retrieve([derived], refs, frame.frame)
+        table = self._retrieve(derived, refs, frame.frame)
         by_id = _reindex(table, len(frame.frame))
         ids = frame.row_ids
         request_ids, served_ids = ids[:n], np.full(n, -1, dtype=np.int64)
