@@ -4,8 +4,8 @@ The parity checker hashes the canonical encodings of millions of feature values 
 each) and row hashes (up to a few hundred bytes). A Python loop over :mod:`xxhash` costs 0.1 to
 0.3 us per input, nearly all interpreter overhead (building ``bytes``, the call); this module runs
 the short-input paths of the XXH3 specification (inputs of 0 to 240 bytes, default secret, 64-bit
-seed) as numpy array operations over whole columns, at a few (short inputs) to a few tens of
-nanoseconds (240 bytes) per hash.
+seed) as numpy array operations over whole columns: about 10 ns per hash for inputs of up to 16
+bytes, 25 ns at 64 bytes, 100 ns at 240 bytes.
 
 All arithmetic is on ``uint64`` and wraps modulo 2**64, as in the reference. The 64x64->128 bit
 multiply that XXH3 folds (``lo ^ hi``) is done with 32-bit halves, each partial product fitting
