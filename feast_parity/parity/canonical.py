@@ -25,7 +25,7 @@ Array(T), Set(T)              ``tuple`` of canonical elements (sets sorted by th
                               a NaN element is kept, and all NaNs are the same (``NAN``)
 Map, Struct, Json             parsed JSON (a string is parsed first): objects become
                               ``MapItems`` (key-sorted pairs), arrays tuples, integral floats
-                              ``int``
+                              ``int``; a Struct whose fields are all null is null
 anything else                 ``repr`` text (``Other``)
 ============================  ================================================================
 
@@ -324,7 +324,12 @@ def _canonical(value: Any, declared: str) -> Any:
     if declared in ("UnixTimestamp", "ZonedTimestamp"):
         seconds = _seconds(value)
         return Other(repr(value)) if seconds is None else seconds
-    if declared in _JSON_TYPES or head == "Struct":
+    if head == "Struct":
+        parsed = _json_like(_parse_json(value))
+        if isinstance(parsed, MapItems) and all(v is None for _, v in parsed):
+            return None  # Feast serves a null struct as a struct of nulls (feast_facts V6)
+        return parsed
+    if declared in _JSON_TYPES:
         return _json_like(_parse_json(value))
     return _json_like(value)
 

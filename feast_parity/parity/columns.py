@@ -76,6 +76,16 @@ class CanonicalColumn:
             hashes,
         )
 
+    def set_null(self, rows: np.ndarray) -> None:
+        """Mark ``rows`` (a boolean mask) as null: no offline row answered them."""
+        if not rows.any():
+            return
+        self.null = self.null | rows
+        if self.kind == "object":
+            self.values = self.values.copy()
+            self.values[rows] = None
+        self._hashes = None
+
     def value(self, i: int) -> Any:
         """The canonical Python value of row ``i`` (None when null)."""
         if self.null[i]:

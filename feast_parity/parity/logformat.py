@@ -439,6 +439,22 @@ def decode_batch(batch: pa.RecordBatch | pa.Table, first_sample_id: int = 0) -> 
         raise LogFormatError(f"damaged sample-log batch: {type(exc).__name__}: {exc}") from None
 
 
+def decode_keys(batch: pa.RecordBatch | pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Only the view's join keys and served event times of a v3 batch (no feature decoding):
+    what a point-in-time pull needs to know which entities and times to fetch."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    batch_version(table.schema)
+    try:
+        keys = {
+            c[len("key:") :]: np.asarray(table.column(c).to_pylist(), dtype=object)
+            for c in table.column_names
+            if c.startswith("key:")
+        }
+        return keys, _times(table.column("event_time"))
+    except (KeyError, pa.ArrowException) as exc:
+        raise LogFormatError(f"damaged sample-log batch: {exc}") from None
+
+
 def batch_view(schema: pa.Schema) -> str:
     """The feature view a batch belongs to."""
     metadata = schema.metadata or {}

@@ -66,25 +66,42 @@ class RowOutcomes:
         return ~(self.stale | self.expired | self.online_only)
 
 
+def seconds(micros: np.ndarray) -> np.ndarray:
+    """Whole UTC seconds of int64 microsecond times (NO_TIME stays NO_TIME).
+
+    Event times are compared at whole seconds: the SQLite online store keeps them in integer
+    seconds (docs/feast_facts.md R9), so a row written at .250 s reads back at .000 s.
+    """
+    return np.where(micros == NO_TIME, NO_TIME, np.floor_divide(micros, 1_000_000))
+
+
 def classify(served: ServedRows, offline: OfflineRows, ttl_seconds: float) -> RowOutcomes:
     """The outcomes of each row (see the module docstring)."""
-    t_s, t_r = served.event_time, served.request_time
-    t_o, t_e = offline.at_request_time, offline.at_served_time
+    t_s, t_r = seconds(served.event_time), served.request_time
+    t_o, t_e = seconds(offline.at_request_time), seconds(offline.at_served_time)
     has_ts = t_s != NO_TIME
     has_offline = t_o != NO_TIME
     exact = has_ts & (t_e != NO_TIME) & (t_e == t_s)
     stale = has_ts & has_offline & (t_o > t_s)
-    expired = has_ts & (ttl_seconds > 0) & ((t_r - t_s) > int(ttl_seconds * 1e6))
+    expired = has_ts & (ttl_seconds > 0) & ((t_r - served.event_time) > int(ttl_seconds * 1e6))
     online_only = has_ts & ~exact & ~stale & offline.available
-    statuses = [f.status for f in served.features.values()]
-    if statuses:
-        requested = np.stack([s != 0 for s in statuses])
-        missing = np.stack([s == FIELD_STATUS_NOT_FOUND for s in statuses])
-        not_found = (requested.any(0)) & ~(requested & ~missing).any(0)
+    features = list(served.features.values())
+    if features:
+        requested = np.stack([f.status != 0 for f in features])
+        # not found: NOT_FOUND (SQLite) or an empty value without event time (Redis answers
+        # PRESENT with no value for an unknown entity, docs/feast_facts.md R8)
+        empty = np.stack(
+            [
+                (f.status == FIELD_STATUS_NOT_FOUND)
+                | np.fromiter((k is None for k in f.kinds.tolist()), bool, len(served))
+                for f in features
+            ]
+        )
+        not_found = requested.any(0) & ~(requested & ~empty).any(0) & ~has_ts
     else:
         not_found = np.zeros(len(served), dtype=bool)
-    lag = np.where(stale, (t_o - t_s) / 1e6, 0.0)
-    age = np.where(has_ts, (t_r - t_s) / 1e6, np.nan)
+    lag = np.where(stale, (t_o - t_s).astype(np.float64), 0.0)
+    age = np.where(has_ts, (t_r - served.event_time) / 1e6, np.nan)
     return RowOutcomes(exact, stale, expired, online_only, not_found, has_offline, lag, age)
 
 

@@ -89,7 +89,11 @@ class ParityCheck:
         self.notes: list[str] = []
         self.redacted = set(self.config.redact)
         key = self.config.redaction_key()
-        self.reader = OfflineReader(self.store, {ref: key for ref in self.redacted} if key else {})
+        self.reader = OfflineReader(
+            self.store,
+            {ref: key for ref in self.redacted} if key else {},
+            join=self.config.offline_join,
+        )
         dims = validate_dimensions(
             self.config.cohorts.dimensions, self.catalog, self.store, self.redacted
         )
@@ -150,6 +154,8 @@ class ParityCheck:
                 continue
             started = time.perf_counter()
             try:
+                if self.reader.local and not info.on_demand:
+                    self._pull(info)
                 for rows, skipped in self.sample_log.iter_view(
                     view_name, self.since, self.until, self.chunk_rows
                 ):
@@ -167,6 +173,39 @@ class ParityCheck:
         if self.progress:
             self.progress(total, total)
         return self._report(store_results)
+
+    def _pull(self, info: ViewInfo) -> None:
+        """Local join: fetch the view's offline rows of the window once (first pass over the
+        log's keys, to keep only the sampled entities)."""
+        import pandas as pd
+
+        from feast_parity.parity.served import NO_TIME
+
+        started = time.perf_counter()
+        names = list(info.join_keys)
+        distinct: list[pd.DataFrame] = []
+        oldest: int | None = None
+        for keys, event_time in self.sample_log.iter_keys(info.name, self.since, self.until):
+            if names and not all(k in keys for k in names):
+                continue
+            frame = pd.DataFrame({k: keys[k] for k in names}) if names else pd.DataFrame()
+            distinct.append(frame.drop_duplicates() if names else frame)
+            valid = event_time[event_time != NO_TIME]
+            if valid.size:
+                low = int(valid.min())
+                oldest = low if oldest is None else min(oldest, low)
+        self.timings["read_seconds"] += time.perf_counter() - started
+        started = time.perf_counter()
+        keys_frame = pd.concat(distinct).drop_duplicates() if distinct and names else pd.DataFrame()
+        keys = {k: keys_frame[k].to_numpy(dtype=object) for k in names}
+        try:
+            self.reader.pull(info, sorted(info.declared), keys, oldest, self.since, self.until)
+        except Exception as exc:
+            self._note_once(
+                f"offline rows of {info.name} could not be pulled, so its features were "
+                f"compared one chunk at a time instead: {describe_error(exc)}"
+            )
+        self.timings["offline_seconds"] += time.perf_counter() - started
 
     # -- one chunk of one view --
 

@@ -166,6 +166,7 @@ class ParityConfig(BaseModel):
     store: str = "sqlite:///data/parity.db"
     sample_log: str | None = None
     engine: str = "local"
+    offline_join: str = "auto"
     enabled: bool = True
     queue_size: int = Field(10_000, ge=1)
     batch_size: int = Field(500, ge=1)
@@ -223,6 +224,13 @@ class ParityConfig(BaseModel):
     def _known_engine(cls, value: str) -> str:
         if value not in ("local",):
             raise ValueError(f"unknown engine {value!r}; use local")
+        return value
+
+    @field_validator("offline_join")
+    @classmethod
+    def _known_join(cls, value: str) -> str:
+        if value not in ("auto", "local", "feast"):
+            raise ValueError(f"unknown offline_join {value!r}; use auto, local or feast")
         return value
 
     @field_validator("sample_log")

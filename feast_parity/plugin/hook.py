@@ -176,20 +176,27 @@ class ServingHook:
                 if len(self._plans) >= PLAN_CACHE_SIZE:
                     self._plans.clear()
                 self._plans[cache_key] = plan
-            if not plan.key_names:
-                return
-            if columnar:
-                columns = [entity_rows[k] for k in plan.key_names]
+            if plan.key_names:
+                if columnar:
+                    columns = [entity_rows[k] for k in plan.key_names]
+                else:
+                    columns = [list(map(get, entity_rows)) for get in plan.getters]
+                sampled, canonical = self.sampler.sample_columns(plan.key_names, columns)
+                n_rows = len(columns[0])
             else:
-                columns = [list(map(get, entity_rows)) for get in plan.getters]
-            sampled, canonical = self.sampler.sample_columns(plan.key_names, columns)
+                # entityless views: every row is the one global entity, whose empty key is
+                # sampled (or not) like any other key
+                n_rows = len(next(iter(entity_rows.values()))) if columnar else len(entity_rows)
+                columns = []
+                chosen = self.sampler.decide({})
+                sampled = list(range(n_rows)) if chosen else []
+                canonical = [b""] * len(sampled)
             if not sampled:
                 return
             writer = self._writer()
             if writer.store_down:  # nothing is copied while the store cannot take it
                 writer.drop_sampled(len(sampled))
                 return
-            n_rows = len(columns[0])
             if n_rows >= ROW_COPY_MIN_ROWS_PER_SAMPLE * len(sampled):
                 copy: bytes | GetOnlineFeaturesResponse = copy_rows(proto, sampled)
                 rows: list[int] | None = None
@@ -207,7 +214,7 @@ class ServingHook:
                 plan,
                 copy,
                 rows,
-                [tuple([c[i] for c in columns]) for i in sampled],
+                [tuple([c[i] for c in columns]) for i in sampled] if columns else [()] * len(sampled),
                 canonical,
                 extra,
                 request_time,

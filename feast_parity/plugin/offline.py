@@ -1,5 +1,17 @@
 """Point-in-time offline values of sampled rows, through Feast's own offline store.
 
+Two ways, one answer (proven equal to Feast's ``get_historical_features`` by
+tests/e2e/test_point_in_time.py):
+
+* **local** (file and DuckDB offline stores, whose data is read into this process anyway): the
+  view's rows of the window are pulled once per view with ``pull_all_from_table_or_query``,
+  kept for the sampled entities only, and joined point-in-time here (:mod:`parity.pit`). One
+  pass instead of one retrieval per chunk, and created-timestamp ties broken as materialization
+  breaks them (the Dask store's own join does not, docs/feast_facts.md O4).
+* **feast** (every other store: PostgreSQL, Spark, BigQuery, ...): one
+  ``get_historical_features`` per view and chunk, pushed into the store's engine, so only the
+  sampled entities' rows ever leave it.
+
 For a chunk of one view's sampled rows the check needs, per row, the point-in-time offline row
 at the request time (its values and its event time) and the one at the served event time. Both
 come from one ``get_historical_features`` of the repo's own offline store (file/Dask, DuckDB,
@@ -112,12 +124,49 @@ def _times_of(table: pa.Table, column: str) -> np.ndarray:
     return pc.fill_null(micros, NO_TIME).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-class OfflineReader:
-    """Offline answers for chunks of sampled rows, one retrieval per view and chunk."""
+LOCAL_STORES = ("file", "duckdb")
 
-    def __init__(self, store: Any, redaction: Mapping[str, bytes] | None = None) -> None:
+
+@dataclass
+class PulledRows:
+    """A view's offline rows over a window, for the sampled entities only."""
+
+    table: pa.Table  # feature columns named as the view's features
+    entity: np.ndarray  # int64 entity code per row
+    time: np.ndarray  # int64 UTC microseconds
+    created: np.ndarray | None
+    index: Any  # pandas Index / MultiIndex of sampled entity keys -> code
+
+
+def _key_index(keys: Mapping[str, Sequence[Any]], names: list[str]) -> Any:
+    if not names:
+        return pd.Index([0])
+    if len(names) == 1:
+        return pd.Index(pd.unique(np.asarray(keys[names[0]], dtype=object)))
+    frame = pd.DataFrame({n: list(keys[n]) for n in names}).drop_duplicates()
+    return pd.MultiIndex.from_frame(frame)
+
+
+def _codes(index: Any, keys: Mapping[str, Sequence[Any]], names: list[str], n: int) -> np.ndarray:
+    if not names:
+        return np.zeros(n, dtype=np.int64)
+    if len(names) == 1:
+        return index.get_indexer(np.asarray(keys[names[0]], dtype=object)).astype(np.int64)
+    probe = pd.MultiIndex.from_arrays([np.asarray(keys[k], dtype=object) for k in names])
+    return index.get_indexer(probe).astype(np.int64)
+
+
+class OfflineReader:
+    """Offline answers for chunks of sampled rows (see the module docstring)."""
+
+    def __init__(
+        self, store: Any, redaction: Mapping[str, bytes] | None = None, *, join: str = "auto"
+    ) -> None:
         self.store = store
         self.redaction = dict(redaction or {})  # "view:feature" -> HMAC key
+        kind = getattr(store.config.offline_store, "type", "")
+        self.local = join == "local" or (join == "auto" and kind in LOCAL_STORES)
+        self.pulled: dict[str, PulledRows | None] = {}
         # Whether a view's retrieval needs prefixed column names: SQL stores select the
         # timestamp column twice (as itself and as our feature) and need the prefix to tell
         # them apart, Dask and ibis look the timestamp up by its bare name. Learnt per view.
@@ -161,6 +210,108 @@ class OfflineReader:
 
     def batch_view(self, info: ViewInfo, served: ServedRows, features: list[str]) -> OfflineRows:
         """Offline rows at request time and at served event time for a batch or stream view."""
+        pulled = self.pulled.get(info.name)
+        if pulled is not None:
+            return self._local_view(info, served, features, pulled)
+        return self._feast_view(info, served, features)
+
+    # -- local: one pull per view and window --
+
+    def pull(
+        self,
+        info: ViewInfo,
+        features: list[str],
+        keys: Mapping[str, Sequence[Any]],
+        oldest_event_us: int | None,
+        since: Any,
+        until: Any,
+    ) -> None:
+        """Pull the view's rows that point-in-time lookups of the window can reach, once."""
+        from datetime import timedelta
+
+        view = info.view
+        source = view.batch_source
+        mapping = dict(source.field_mapping or {})
+        reverse = {v: k for k, v in mapping.items()}
+        dtypes = {c.name: str(c.dtype) for c in view.entity_columns}
+        names = list(info.join_keys)
+        coerced = {k: _coerce_keys(np.asarray(keys[k], dtype=object), dtypes.get(k)) for k in names}
+        start = None
+        if info.ttl_seconds > 0:
+            start = since - timedelta(seconds=info.ttl_seconds)
+            if oldest_event_us is not None:
+                oldest = pd.Timestamp(oldest_event_us, unit="us", tz="UTC").to_pydatetime()
+                start = min(start, oldest)
+        job = self.store._get_provider().offline_store.pull_all_from_table_or_query(
+            config=self.store.config,
+            data_source=source,
+            join_key_columns=[reverse.get(k, k) for k in names],
+            feature_name_columns=[reverse.get(f, f) for f in features],
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column or None,
+            start_date=start,
+            end_date=until + timedelta(seconds=1),
+        )
+        table = job.to_arrow()
+        table = table.rename_columns([mapping.get(c, c) for c in table.column_names])
+        index = _key_index(coerced, names)
+        row_keys = {k: _coerce_keys(np.asarray(table.column(k).to_pylist(), dtype=object), dtypes.get(k)) for k in names}
+        entity = _codes(index, row_keys, names, table.num_rows)
+        keep = np.flatnonzero(entity >= 0)
+        table = table.take(pa.array(keep, type=pa.int64()))
+        created_field = source.created_timestamp_column
+        self.pulled[info.name] = PulledRows(
+            table,
+            entity[keep],
+            _times_of(table, source.timestamp_field),
+            _times_of(table, created_field) if created_field and created_field in table.column_names else None,
+            index,
+        )
+
+    def _local_view(
+        self, info: ViewInfo, served: ServedRows, features: list[str], pulled: PulledRows
+    ) -> OfflineRows:
+        from feast_parity.parity.pit import point_in_time
+
+        view = info.view
+        dtypes = {c.name: str(c.dtype) for c in view.entity_columns}
+        names = list(info.join_keys)
+        n = len(served)
+        keys = {k: _coerce_keys(served.keys[k], dtypes.get(k)) for k in names}
+        entity = _codes(pulled.index, keys, names, n)
+        ttl = int(info.ttl_seconds * 1e6)
+        at_request = point_in_time(
+            pulled.entity, pulled.time, pulled.created, entity, served.request_time, ttl=ttl
+        )
+        has_ts = served.has_event_time
+        served_at = np.where(has_ts, (served.event_time // 1_000_000) * 1_000_000 + 999_999, 0)
+        at_served = point_in_time(
+            pulled.entity, pulled.time, pulled.created, entity, served_at, ttl=ttl
+        )
+        at_served[~has_ts] = -1
+        at_request[entity < 0] = -1
+        at_served[entity < 0] = -1
+        times = pulled.time
+        offline = OfflineRows(
+            np.where(at_request >= 0, times[np.maximum(at_request, 0)], NO_TIME),
+            {},
+            np.where(at_served >= 0, times[np.maximum(at_served, 0)], NO_TIME),
+            {},
+        )
+        for name in features:
+            if name not in pulled.table.column_names:
+                offline.missing.add(name)
+                continue
+            column = pulled.table.column(name)
+            offline.offline_types[name] = arrow_type_name(column.type)
+            for target, rows in ((offline.at_request, at_request), (offline.at_served, at_served)):
+                picked = self._column(info, name, column, rows)
+                target[name] = picked
+        return offline
+
+    # -- feast: one retrieval per view and chunk --
+
+    def _feast_view(self, info: ViewInfo, served: ServedRows, features: list[str]) -> OfflineRows:
         view = info.view
         derived, timestamp_field = _derived_view(view)
         dtypes = {c.name: str(c.dtype) for c in view.entity_columns}
@@ -169,7 +320,10 @@ class OfflineReader:
         has_ts = served.has_event_time
         # rows at request time, then rows at served event time, in one frame
         both_keys = {k: [*v, *[v[i] for i in np.flatnonzero(has_ts)]] for k, v in keys.items()}
-        times = np.concatenate([served.request_time, served.event_time[has_ts]])
+        # at the served event time: the end of its second, as online stores may have dropped
+        # its sub-second part (the row found is compared at whole seconds, parity/view.py)
+        served_at = (served.event_time[has_ts] // 1_000_000) * 1_000_000 + 999_999
+        times = np.concatenate([served.request_time, served_at])
         frame = entity_frame(both_keys, times)
         refs = [f"{view.name}:{f}" for f in features] + [f"{view.name}:{timestamp_field}"]
         table = self._retrieve(derived, refs, frame.frame)
@@ -188,8 +342,7 @@ class OfflineReader:
             column = by_id.column(name)
             offline.offline_types[name] = arrow_type_name(column.type)
             offline.at_request[name] = self._column(info, name, column, request_ids)
-            offline.at_served[name] = self._column(info, name, column, np.maximum(served_ids, 0))
-            offline.at_served[name].null[served_ids < 0] = True
+            offline.at_served[name] = self._column(info, name, column, served_ids)
         return offline
 
     def on_demand_view(
@@ -237,9 +390,7 @@ class OfflineReader:
             column = by_id.column(name)
             offline.offline_types[name] = arrow_type_name(column.type)
             offline.at_request[name] = self._column(info, name, column, ids)
-            blank = self._column(info, name, column, ids)
-            blank.null[:] = True
-            offline.at_served[name] = blank
+            offline.at_served[name] = self._column(info, name, column, np.full(n, -1))
         # the recomputed row stands at request time for every row that has a value
         any_value = np.zeros(n, dtype=bool)
         for column in offline.at_request.values():
@@ -250,11 +401,19 @@ class OfflineReader:
     def _column(
         self, info: ViewInfo, name: str, column: pa.ChunkedArray, take: np.ndarray
     ) -> CanonicalColumn:
-        picked = column.take(pa.array(take, type=pa.int64())) if len(take) else column.slice(0, 0)
+        """Canonical values of ``column`` at rows ``take`` (-1: no row, null)."""
+        missing = take < 0
+        if len(column) == 0:
+            picked: Any = pa.nulls(len(take), column.type)
+        else:
+            index = pa.array(np.maximum(take, 0), type=pa.int64(), mask=missing)
+            picked = column.take(index)
         declared = info.declared.get(name, "Invalid")
-        return canonical_column(
+        result = canonical_column(
             picked, declared, redact_key=self.redaction.get(f"{info.name}:{name}")
         )
+        result.set_null(missing)
+        return result
 
 
 def _reindex(table: pa.Table, rows: int) -> pa.Table:

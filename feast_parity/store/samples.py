@@ -98,6 +98,44 @@ class SampleLog:
 
     # -- reading --
 
+    def iter_keys(
+        self, view: str, since: datetime, until: datetime, chunk_rows: int = 200_000
+    ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+        """The view's join keys and served event times in the window, without decoding
+        features (v3); logs before v3 are decoded whole."""
+        from feast_parity.parity.logformat import decode_keys
+
+        for rows, _ in self._v2(view, since, until, chunk_rows):
+            if rows is not None:
+                yield rows.keys, rows.event_time
+        table = sample_batches_table
+        start, end = _epoch(since), _epoch(until)
+        query = (
+            sa.select(table.c.payload)
+            .where(table.c.feature_view == view)
+            .where(table.c.max_request_time >= start, table.c.min_request_time < end)
+        )
+        with self.engine.connect() as conn:
+            for (payload,) in conn.execution_options(stream_results=True, yield_per=64).execute(
+                query
+            ):
+                try:
+                    yield decode_keys(from_ipc(payload))
+                except NewerLogError:
+                    raise
+                except LogFormatError:
+                    continue
+        if self.parquet is not None:
+            import pyarrow.parquet as pq
+
+            for path in self._parquet_files(since, until).get(view, []):
+                try:
+                    yield decode_keys(pq.read_table(path, filesystem=self.parquet[0]))
+                except NewerLogError:
+                    raise
+                except (LogFormatError, OSError, pa.ArrowException):
+                    continue
+
     def iter_view(
         self, view: str, since: datetime, until: datetime, chunk_rows: int = 50_000
     ) -> Iterator[tuple[ServedRows | None, Skipped]]:
