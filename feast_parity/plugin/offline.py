@@ -117,7 +117,12 @@ def _derived_view(view: Any) -> tuple[Any, str]:
 
 
 def _times_of(table: pa.Table, column: str) -> np.ndarray:
+    """int64 UTC microseconds of a time column (NO_TIME for nulls); naive times are UTC.
+    Some stores hand a timestamp feature back as ISO text: it is parsed."""
     array = table.column(column)
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        parsed = pd.to_datetime(pd.Series(array.to_pylist(), dtype=object), utc=True, format="ISO8601")
+        array = pa.chunked_array([pa.Array.from_pandas(parsed)])
     if not pa.types.is_timestamp(array.type):
         array = pc.cast(array, pa.timestamp("us", tz="UTC"))
     micros = pc.cast(pc.cast(array, pa.timestamp("us", tz=array.type.tz)), pa.int64())
@@ -291,12 +296,8 @@ class OfflineReader:
         at_served[~has_ts] = -1
         at_request[entity < 0] = -1
         at_served[entity < 0] = -1
-        times = pulled.time
         offline = OfflineRows(
-            np.where(at_request >= 0, times[np.maximum(at_request, 0)], NO_TIME),
-            {},
-            np.where(at_served >= 0, times[np.maximum(at_served, 0)], NO_TIME),
-            {},
+            _pick_times(pulled.time, at_request), {}, _pick_times(pulled.time, at_served), {}
         )
         for name in features:
             if name not in pulled.table.column_names:
@@ -414,6 +415,13 @@ class OfflineReader:
         )
         result.set_null(missing)
         return result
+
+
+def _pick_times(times: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """times[rows], NO_TIME where rows is -1 (no offline row)."""
+    if len(times) == 0:
+        return np.full(len(rows), NO_TIME, dtype=np.int64)
+    return np.where(rows >= 0, times[np.maximum(rows, 0)], NO_TIME)
 
 
 def _reindex(table: pa.Table, rows: int) -> pa.Table:
