@@ -94,11 +94,16 @@ def alerts(repo: Path, json_out: str | None, resolved_hours: float | None) -> in
     if write_json(json_out, payload):
         return evaluation.exit_code()
     runs = evaluation.runs
-    lines = [f"feast-parity alerts  project {evaluation.project}  {len(runs)} stored run(s)"]
+    from feast_parity.render.text import printable
+
+    lines = [
+        f"feast-parity alerts  project {printable(evaluation.project)}  {len(runs)} stored run(s)"
+    ]
     if runs:
         lines.append(f"runs {runs[0].end.isoformat()} .. {runs[-1].end.isoformat()}")
     if evaluation.kpi_columns:
-        lines.append(f"KPI columns for corroboration: {', '.join(evaluation.kpi_columns)}")
+        names = ", ".join(printable(c) for c in evaluation.kpi_columns)
+        lines.append(f"KPI columns for corroboration: {names}")
     lines.append("")
     if open_alerts:
         lines.append(f"{len(open_alerts)} open alert(s), worst first:")

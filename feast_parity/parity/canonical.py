@@ -14,7 +14,8 @@ Rules (docs/checks.md "Canonical forms"):
 ============================  ================================================================
 declared type                 canonical form
 ============================  ================================================================
-Int32, Int64                  ``int``; an integral float (pandas widening) becomes ``int``
+Int32, Int64                  ``int``; an integral float (pandas widening) becomes ``int``;
+                              beyond 2**53, the int of the nearest double
 Float32                       ``float`` rounded to float32; ``-0.0`` is ``0.0``; NaN is null
 Float64                       ``float``; ``-0.0`` is ``0.0``; NaN is null
 String, Uuid, Decimal         ``str``
@@ -22,10 +23,11 @@ Bytes (and Pdf/Image bytes)   ``bytes``
 Bool                          ``bool``
 UnixTimestamp                 ``Seconds``: UTC epoch seconds, truncated like Feast's online write
 Array(T), Set(T)              ``tuple`` of canonical elements (sets sorted by their encoding);
-                              a NaN element is kept, and all NaNs are the same (``NAN``)
+                              in a float array NaN and null elements are both ``NAN``
 Map, Struct, Json             parsed JSON (a string is parsed first): objects become
-                              ``MapItems`` (key-sorted pairs), arrays tuples, integral floats
-                              ``int``; a Struct whose fields are all null is null
+                              ``MapItems`` (key-sorted pairs), arrays tuples, numbers as
+                              doubles (an integral one as ``int``); a Struct whose fields are
+                              all null is null
 anything else                 ``repr`` text (``Other``)
 ============================  ================================================================
 
@@ -160,6 +162,8 @@ def _is_null(value: Any) -> bool:
 
 
 def _float(value: Any, single: bool) -> float | None:
+    if isinstance(value, (complex, np.complexfloating)):
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -184,7 +188,8 @@ def _seconds(value: Any) -> Seconds | None:
     if isinstance(value, np.datetime64):
         if np.isnat(value):
             return None
-        return Seconds(int(value.astype("datetime64[s]").astype(np.int64)))
+        micros = int(value.astype("datetime64[us]").astype(np.int64))
+        return Seconds(int(micros / 1_000_000) if micros < 0 else micros // 1_000_000)
     if isinstance(value, dt.date):
         return Seconds(int((dt.datetime(value.year, value.month, value.day) - _EPOCH.replace(tzinfo=None)).total_seconds()))
     if isinstance(value, (bool, np.bool_)):
@@ -196,20 +201,48 @@ def _seconds(value: Any) -> Seconds | None:
     return None
 
 
+DOUBLE_EXACT = 2**53
+
+
+_LARGEST_BELOW_2_63 = 2**63 - 1024  # the largest double below 2**63 (fits int64)
+
+
+def _int(number: int) -> int:
+    """An integer as Feast's paths can carry it: beyond 2**53 only as the nearest double
+    (materializing an Int64 column with nulls, and pandas frames, go through float64);
+    from 2**63 on, the largest double an int64 holds.
+
+    >>> _int(2**62 + 1) == 2**62, _int(7)
+    (True, 7)
+    """
+    if abs(number) <= DOUBLE_EXACT:
+        return number
+    if number >= _LARGEST_BELOW_2_63:
+        return _LARGEST_BELOW_2_63
+    if number <= -(2**63):
+        return -(2**63)
+    return int(float(number))
+
+
 def _json_like(value: Any) -> Any:
     """Parsed-JSON canonical form: objects as sorted pairs, arrays as tuples, integral floats
     as ints (JSON does not tell ``1`` from ``1.0``), NaN/None as None."""
-    if value is None or isinstance(value, (bool, str)):
+    t = type(value)
+    if value is None or t is Seconds or t is Other or isinstance(value, (bool, str)):
         return value
+    if t is MapItems:  # already canonical: keep it a map
+        return MapItems(sorted((k, _json_like(v)) for k, v in value))
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, (int, np.integer)):
-        return int(value)
+        # JSON numbers are doubles to most producers and to Feast's own struct path (an int
+        # field with nulls goes through float64): large ints compare as the double they are
+        return _int(int(value))
     if isinstance(value, (float, np.floating)):
         number = float(value)
         if number != number:
             return None
-        if number.is_integer() and abs(number) < 2**53:
+        if number.is_integer() and abs(number) < 2**63:
             return int(number)
         return number + 0.0
     if isinstance(value, Mapping):
@@ -239,8 +272,11 @@ def _parse_json(value: Any) -> Any:
 
 
 def _element(value: Any, declared: str) -> Any:
-    """Canonical array element: like a scalar, except that a NaN float stays NaN."""
-    if declared in _FLOAT_TYPES and isinstance(value, (float, np.floating)) and value != value:
+    """Canonical array element: like a scalar, except that in a float array NaN stays NaN and
+    a null element is NaN too (Arrow conversions of offline frames turn NaN into null)."""
+    if declared in _FLOAT_TYPES and (
+        value is None or (isinstance(value, (float, np.floating)) and value != value)
+    ):
         return NAN
     return canonical_value(value, declared)
 
@@ -283,6 +319,8 @@ def canonical_value(value: Any, declared: str) -> Any:
 
 
 def _canonical(value: Any, declared: str) -> Any:
+    if type(value) is Other:  # equal only to itself, under every type
+        return value
     head = base_type(declared)
     if head in ("Array", "Set"):
         if value is None or (not isinstance(value, (np.ndarray, list, tuple)) and _is_null(value)):
@@ -301,10 +339,12 @@ def _canonical(value: Any, declared: str) -> Any:
         if isinstance(value, (bool, np.bool_)):
             return Other(repr(value))
         if isinstance(value, (int, np.integer)):
-            return int(value)
+            return _int(int(value))
         if isinstance(value, (float, np.floating)):
             number = float(value)
-            return int(number) if number.is_integer() else number + 0.0
+            if number.is_integer() and abs(number) < 2**63:
+                return _int(int(number))
+            return number + 0.0
         return Other(repr(value))
     if declared in _FLOAT_TYPES:
         if isinstance(value, (str, bytes, bool, np.bool_)):
@@ -312,7 +352,11 @@ def _canonical(value: Any, declared: str) -> Any:
         number = _float(value, declared == "Float32")
         return Other(repr(value)) if number is None else number
     if declared in _STRING_TYPES:
-        return value if type(value) is str else str(value)
+        if isinstance(value, str):
+            return str.__str__(value)
+        if type(value).__name__ in ("UUID", "Decimal"):  # Feast's converter for Uuid/Decimal
+            return str(value)
+        return Other(repr(value))
     if declared in _BYTES_TYPES:
         if isinstance(value, (bytes, bytearray, memoryview)):
             return bytes(value)

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feast_parity.parity.canonical import Seconds, base_type, canonical_value
+from feast_parity.parity.canonical import Other, Seconds, base_type, canonical_value
 from feast_parity.parity.hashing import (
     F32_NAN_BITS,
     F64_NAN_BITS,
@@ -102,10 +102,18 @@ class CanonicalColumn:
         return v
 
     def numbers(self) -> np.ndarray:
-        """float64 values with NaN for nulls; for numeric and time kinds only."""
-        if self.kind not in ("int", "float", "time", "bool"):
-            raise TypeError(f"{self.declared} values are not numbers")
-        out = self.values.astype(np.float64)
+        """float64 values with NaN for nulls and for values that are not numbers (a string
+        served for an Int64 feature: schema divergence reports it, statistics skip it)."""
+        if self.kind in ("int", "float", "time", "bool"):
+            out = self.values.astype(np.float64)
+        else:
+            out = np.asarray(
+                [
+                    float(v) if isinstance(v, (int, float)) and not isinstance(v, (bool, Other)) else np.nan
+                    for v in self.values.tolist()
+                ],
+                dtype=np.float64,
+            )
         out[self.null] = np.nan
         return out
 
@@ -164,13 +172,30 @@ def _object_column(values: Any, declared: str) -> CanonicalColumn:
     return CanonicalColumn(declared, "object", array, null)
 
 
+def _as_double_ints(values: np.ndarray) -> np.ndarray:
+    """Ints beyond 2**53 as the int of their nearest double (canonical.DOUBLE_EXACT)."""
+    big = np.abs(values) > 2**53
+    if not big.any():
+        return values
+    out = values.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = values[big].astype(np.float64)
+    # 2**63 itself does not fit int64: clip to the largest double below it (canonical._int)
+    rounded = np.clip(rounded, -(2.0**63), float(2**63 - 1024))
+    out[big] = rounded.astype(np.int64)
+    return out
+
+
 def _numeric_from_arrow(array: pa.Array, declared: str) -> CanonicalColumn | None:
     t = array.type
     null = _null_mask_from_arrow(array)
     if declared in ("Int32", "Int64"):
         if pa.types.is_integer(t):
-            values = pc.fill_null(array, 0).to_numpy(zero_copy_only=False).astype(np.int64)
-            return CanonicalColumn(declared, "int", values, null)
+            raw = pc.fill_null(array, 0).to_numpy(zero_copy_only=False)
+            if raw.dtype == np.uint64 and raw.size and int(raw.max()) > 2**63 - 1:
+                return None  # beyond int64: the per-value path rounds them as doubles
+            values = raw.astype(np.int64)
+            return CanonicalColumn(declared, "int", _as_double_ints(values), null)
         if pa.types.is_floating(t):
             floats = pc.fill_null(array, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
             null = null | np.isnan(floats)
@@ -178,7 +203,7 @@ def _numeric_from_arrow(array: pa.Array, declared: str) -> CanonicalColumn | Non
             if valid.size and not bool(np.all(np.mod(valid, 1) == 0) & np.all(np.abs(valid) < 2**63)):
                 return None  # real fractions under an int type: the per-value path keeps them
             values = np.where(null, 0.0, floats).astype(np.int64)
-            return CanonicalColumn(declared, "int", values, null)
+            return CanonicalColumn(declared, "int", _as_double_ints(values), null)
         return None
     if declared in ("Float32", "Float64"):
         if not (pa.types.is_floating(t) or pa.types.is_integer(t)):
@@ -204,6 +229,7 @@ def _numeric_from_arrow(array: pa.Array, declared: str) -> CanonicalColumn | Non
         if pa.types.is_integer(t):
             values = pc.fill_null(array, 0).to_numpy(zero_copy_only=False).astype(np.int64)
             return CanonicalColumn(declared, "time", values, null)
+        return None
         return None
     return None
 
@@ -294,30 +320,33 @@ def _null_hash() -> int:
 
 
 _NULL = _null_hash()
+_FLAT_TYPES = frozenset({str, int, float, bytes, bool, Seconds, Other, type(None)})
+_MAX_SECONDS = (2**63 - 1) // 1_000_000  # seconds whose microseconds fit int64
 
 
 def _hash_column(column: CanonicalColumn) -> np.ndarray:
     n = len(column)
     if column.redact_key is not None:
         return _keyed_hashes(column)
-    if column.kind == "object":
+    if column.kind == "object" or (
+        column.kind == "time" and n and bool((np.abs(column.values) > _MAX_SECONDS).any())
+    ):
         import xxhash
 
         h = xxhash.xxh3_64_intdigest
         memo: dict[Any, int] = {}
         out = np.empty(n, dtype=np.uint64)
         declared = column.declared
-        for i, v in enumerate(column.values.tolist()):
-            try:
-                found = memo.get((type(v), v))
-            except TypeError:  # an unhashable canonical value cannot happen, but be safe
-                found = None
+        for i in range(n):
+            v = column.value(i)
+            t = type(v)
+            # memoise flat values only: (True,) == (1,) in Python, not as feature values
+            flat = t in _FLAT_TYPES
+            found = memo.get((t, v)) if flat else None
             if found is None:
                 found = h(encode_canonical(v, declared))
-                try:
-                    memo[(type(v), v)] = found
-                except TypeError:
-                    pass
+                if flat:
+                    memo[(t, v)] = found
             out[i] = found
         return out
     out = xxh3_64_fixed(_fixed_encodings(column)) if n else np.zeros(0, dtype=np.uint64)

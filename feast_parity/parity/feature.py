@@ -115,6 +115,7 @@ class FeatureComparison:
     offline_types: dict[str, int] = field(default_factory=dict)
     offline_unfit: int = 0  # offline values that do not fit the declared type
     magnitude: SkewMagnitude = field(default_factory=SkewMagnitude)
+    stale_sample: Reservoir = field(default_factory=Reservoir)
     online_hist: NumericHistogram | CategoricalHistogram | None = None
     offline_hist: NumericHistogram | CategoricalHistogram | None = None
     online_sample: Reservoir = field(default_factory=Reservoir)
@@ -132,6 +133,7 @@ class FeatureComparison:
         self.online_sample = Reservoir(seed=self.seed, salt=1)
         self.offline_sample = Reservoir(seed=self.seed, salt=2)
         self.magnitude = SkewMagnitude(self.relative_tolerance, seed=self.seed)
+        self.stale_sample = Reservoir(seed=self.seed, salt=3)
 
     @property
     def kind(self) -> str:
@@ -177,19 +179,22 @@ class FeatureComparison:
         current = outcomes.current[index]
         self.rows += n
         kinds = feature.kinds
-        online_null = np.asarray([k is None for k in kinds.tolist()], dtype=bool)
-        online_null |= feature.status != FIELD_STATUS_PRESENT
+        online_null = feature.empty | (feature.status != FIELD_STATUS_PRESENT)
         if not feature.redacted:
             online_null |= feature.values.null
-        offline_real = outcomes.offline_row[index] & ~on_req.null
+        has_offline = outcomes.offline_row[index] & ~on_req.null
+        # a row served from a row that exists online only (pushed, written online) is not a
+        # default of the older offline value: it counts apart (online_only_rows)
+        offline_real = has_offline & ~outcomes.online_only[index]
         self.online_nulls += int(online_null.sum())
-        self.offline_nulls += int((~offline_real).sum())
+        self.offline_nulls += int((~has_offline).sum())
         self.offline_real += int(offline_real.sum())
         self.stale_rows += int(stale.sum())
+        self.stale_sample.add(outcomes.stale_lag[index][stale])
         self.expired_rows += int(outcomes.expired[index].sum())
         self.online_only_rows += int(outcomes.online_only[index].sum())
         for kind in kinds.tolist():
-            if kind is not None:
+            if kind is not None and kind != "null_val":
                 name = ONLINE_TYPE_NAMES.get(kind, kind)
                 self.kinds[name] = self.kinds.get(name, 0) + 1
         for name, count in feature.declared_at_serving.items():
@@ -270,7 +275,7 @@ class FeatureComparison:
                 "online": jsonable(online),
                 "offline": jsonable(off),
             }
-            if self.kind == "numeric" and online is not None and off is not None:
+            if _is_number(online) and _is_number(off):
                 example["difference"] = float(online) - float(off)
             self.examples.append((self.rows - len(index) + i, int(online_hash[i]), example))
 
@@ -317,7 +322,7 @@ class FeatureComparison:
             return
         buffered, self._edge_buffer, self._edge_buffer_rows = self._edge_buffer, [], 0
         if self.kind == "numeric":
-            off_all = np.concatenate([off for _, off in buffered])
+            off_all = np.concatenate([off for _, off in buffered])[:EDGE_ROWS]
             finite = off_all[np.isfinite(off_all)]
             if finite.size == 0:
                 on_all = np.concatenate([on for on, _ in buffered])
@@ -329,7 +334,8 @@ class FeatureComparison:
             self.online_hist = NumericHistogram(edges)
         else:
             learner = CategoricalHistogram(None)
-            learner.update(pa.chunked_array([pa.array(off, pa.string()) for _, off in buffered]))
+            offline = pa.chunked_array([pa.array(off, pa.string()) for _, off in buffered])
+            learner.update(offline.slice(0, EDGE_ROWS))
             self.online_hist = CategoricalHistogram(learner.categories or [])
             self.offline_hist = self.online_hist.empty_like()
         for on, off in buffered:
@@ -382,6 +388,7 @@ class FeatureComparison:
             "mismatch_magnitude": self.magnitude.result(),
             "stale_rate": None if self.on_demand else _rate(self.stale_rows, self.rows),
             "stale_rows": None if self.on_demand else self.stale_rows,
+            "stale_lag_seconds": _percentiles(self.stale_sample.values),
             "expired_rate": None if self.on_demand else _rate(self.expired_rows, self.rows),
             "online_only_rows": self.online_only_rows,
             "silent_default_rate": _rate(defaults, self.offline_real),
@@ -414,10 +421,11 @@ class FeatureComparison:
         hist, served = self.training_hist, self.training_online_hist
         if hist is None or served is None or hist.total == 0 or served.total == 0:
             return {"psi_vs_training": None, "psi_vs_training_critical": None}
-        bins = int(np.count_nonzero(np.asarray(hist.counts) + np.asarray(served.counts)))
         return {
             "psi_vs_training": float(psi(hist.counts, served.counts)),
-            "psi_vs_training_critical": psi_critical_value(hist.total, served.total, bins),
+            "psi_vs_training_critical": psi_critical_value(
+                hist.counts, served.counts, seed=self.seed
+            ),
         }
 
     def _drift(self) -> tuple[float | None, float | None, float | None, float | None]:
@@ -425,8 +433,7 @@ class FeatureComparison:
         if on is None or off is None or on.total == 0 or off.total == 0:
             return None, None, None, None
         psi_value = float(psi(off.counts, on.counts))
-        bins = int(np.count_nonzero(np.asarray(on.counts) + np.asarray(off.counts)))
-        critical = psi_critical_value(off.total, on.total, bins)
+        critical = psi_critical_value(off.counts, on.counts, seed=self.seed)
         if self.kind != "numeric" or not len(self.online_sample) or not len(self.offline_sample):
             return psi_value, critical, None, None
         stat, pvalue = ks_2samp(self.offline_sample.values, self.online_sample.values)
@@ -461,6 +468,17 @@ def _labels_of(column: CanonicalColumn, rows: np.ndarray, redacted: bool) -> np.
     if column.kind == "bool":
         return np.where(column.values[rows], "True", "False").astype(object)
     return np.asarray([str(v) for v in column.values[rows].tolist()], dtype=object)
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float | None]:
+    if not len(values):
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95, 99])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, (bool, Other))
 
 
 def _rate(part: int, whole: int) -> float | None:

@@ -13,7 +13,10 @@ least once, or when all of
 * ``replaced(v) >= max(fill_value_min_rows, fill_value_min_share * offline_rows)``: it stands in
   for real values on a noticeable share of the rows that have a real offline value;
 * ``served(v) >= fill_value_ratio * max(offline_count(v), 1)``: it is far more frequent online
-  than offline on the same rows, so it is not simply a common real value.
+  than offline on the same rows, so it is not simply a common real value;
+* it replaced at least :data:`MIN_DISTINCT_REPLACED` different offline values: a default stands
+  in for many values, while one entity served a skewed value replaces that entity's one value
+  (a value mismatch, not a default).
 
 >>> t = FillTallies()
 >>> online = np.array([7, 7, 7, 1, 2], dtype=np.uint64)
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 
 TALLY_CAP = 64  # candidate fill values tracked per feature
+MIN_DISTINCT_REPLACED = 2  # a found fill value stands in for at least 2 different real values
 
 
 @dataclass
@@ -45,12 +49,20 @@ class FillTally:
     offline: int = 0  # rows whose offline value at request time is this value
     replaced: int = 0  # rows where it replaced a different real offline value
     replaced_mismatch: int = 0  # of those, rows that also count as value mismatches
+    replaced_values: set[int] = field(default_factory=set)  # hashes, at most 2 kept
 
     def merge(self, other: FillTally) -> None:
         self.served += other.served
         self.offline += other.offline
         self.replaced += other.replaced
         self.replaced_mismatch += other.replaced_mismatch
+        self._remember(other.replaced_values)
+
+    def _remember(self, hashes: Iterable[int]) -> None:
+        for h in hashes:
+            if len(self.replaced_values) >= MIN_DISTINCT_REPLACED:
+                return
+            self.replaced_values.add(int(h))
 
 
 @dataclass
@@ -104,6 +116,8 @@ class FillTallies:
             tally.offline += int(offline_counts[j])
             tally.replaced += int(replaced_counts[j])
             tally.replaced_mismatch += int(replaced_mis[j])
+            if replaced_counts[j] and len(tally.replaced_values) < MIN_DISTINCT_REPLACED:
+                tally._remember(np.unique(off[replaced & (at_served == j)])[:MIN_DISTINCT_REPLACED].tolist())
         if len(self.tallies) > 2 * TALLY_CAP:
             self._prune()
 
@@ -134,7 +148,8 @@ class FillTallies:
                 continue
             configured = tally.hash in self.configured
             frequent = tally.served >= ratio * max(tally.offline, 1)
-            if configured or (tally.replaced >= needed and frequent):
+            several = len(tally.replaced_values) >= MIN_DISTINCT_REPLACED
+            if configured or (tally.replaced >= needed and frequent and several):
                 out.append(tally)
         return sorted(out, key=lambda t: (-t.replaced, t.hash))
 

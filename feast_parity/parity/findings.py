@@ -265,17 +265,21 @@ def view_findings(
                     f"{pct(view['stale_rate'])} of {rows} rows served an older row than offline had "
                     f"at request time; lag p50 {format_duration(lag.get('p50'))}, p95 "
                     f"{format_duration(lag.get('p95'))}",
-                    {"lag_seconds": lag, "stale_rows": view["stale_rows"], "rows": rows, "features": names},
+                    {"lag_seconds": lag, "stale_rows": view["stale_rows"], "rows": rows,
+                     "expired_rows": view.get("expired_rows", 0), "features": names},
                     view=True,
                 )
             )
-        severity = level(view.get("expired_rate"), thresholds.expired_warn, thresholds.expired_fail)
+        # rows served past ttl that are also stale are that finding's; the rest are their own
+        severity = level(
+            view.get("expired_not_stale_rate"), thresholds.expired_warn, thresholds.expired_fail
+        )
         if severity:
             age = view.get("expired_age_seconds") or {}
             out.append(
                 _finding(
                     "expired_serving", name, severity,
-                    f"{pct(view['expired_rate'])} of {rows} rows were served past the view's ttl "
+                    f"{pct(view['expired_not_stale_rate'])} of {rows} rows were served past the view's ttl "
                     f"({format_duration(view.get('ttl_seconds'))}); age p50 "
                     f"{format_duration(age.get('p50'))}, p95 {format_duration(age.get('p95'))}",
                     {"age_seconds": age, "expired_rows": view["expired_rows"], "rows": rows,
@@ -324,7 +328,9 @@ def freshness_findings(view: Mapping[str, Any]) -> list[dict[str, Any]]:
         "materialization": view.get("materialization_lag_seconds"),
         "source": view.get("source_lag_seconds"),
     }
-    worst_name = max(lags, key=lambda k: lags[k] or 0.0)
+    # a fail is what serving sees (a late source alone only warns): name that lag
+    candidates = ["served p95", "materialization"] if status == "fail" else list(lags)
+    worst_name = max(candidates, key=lambda k: lags[k] or 0.0)
     message = (
         f"{worst_name} lag {format_duration(lags[worst_name])} over the "
         f"{format_duration(view.get('slo_seconds'))} SLO ({view.get('slo_source')})"

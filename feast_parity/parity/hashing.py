@@ -17,6 +17,7 @@ tag         payload
 ``s``       u32le length + utf-8
 ``b``       u32le length + bytes
 ``t``       int64 little-endian UTC epoch microseconds (whole seconds, see canonical)
+``T``       u32le length + decimal digits (microseconds outside int64)
 ``a``       u32le count + encoded elements (arrays, sets in canonical order)
 ``m``       u32le count + (encoded key, encoded value) pairs in key order
 ``o``       u32le length + utf-8 ``repr`` (a value of no known kind)
@@ -115,7 +116,11 @@ def encode_canonical(value: Any, declared: str) -> bytes:
     if t is bool:
         return _TRUE if value else _FALSE
     if t is Seconds:
-        return _TAGGED_I64(b"t", int(value) * 1_000_000)
+        micros = int(value) * 1_000_000
+        if _I64_MIN <= micros <= _I64_MAX:
+            return _TAGGED_I64(b"t", micros)
+        digits = str(micros).encode("ascii")  # beyond int64 microseconds: never raises
+        return _TAGGED_LEN(b"T", len(digits)) + digits
     if t is bytes:
         return _TAGGED_LEN(b"b", len(value)) + value
     if t is Other:

@@ -24,6 +24,8 @@ column                   type                      meaning
 ``value:<feature>``      the declared type's        the served value (JSON text for Map, Json,
                          Arrow type                Struct; null when redacted)
 ``status:<feature>``     int8                      Feast FieldStatus; null: not requested
+``other:<feature>``      string (only if needed)   JSON text of a served value that does not
+                                                   fit the declared type (then value is null)
 ``hash:<feature>``       uint64                    value hash (keyed HMAC when redacted)
 ``kind:<feature>``       string                    protobuf value kind served (``float_val``)
 ``request:<field>``      typed                     request-source inputs (on-demand views)
@@ -121,23 +123,40 @@ def json_text(value: Any) -> str | None:
         return json.dumps(repr(value))
 
 
-def _value_array(column: CanonicalColumn, served: Sequence[Any], declared: str) -> pa.Array:
-    """The ``value:`` column: built from the canonical column where it is fixed-width."""
+def _value_array(
+    column: CanonicalColumn, served: Sequence[Any], declared: str
+) -> tuple[pa.Array, pa.Array | None]:
+    """The ``value:`` column, and an ``other:`` column of JSON text for the rows whose served
+    value does not fit the declared type (a bool served for an Int64): nothing is lost."""
     target = arrow_type(declared)
     mask = column.null
     if column.kind in ("int", "float", "bool"):
-        return pa.array(column.values, mask=mask).cast(target)
+        return pa.array(column.values, mask=mask).cast(target), None
     if column.kind == "time":
-        return pa.array(column.values * 1_000_000, type=pa.int64(), mask=mask).cast(TIME)
+        return pa.array(column.values * 1_000_000, type=pa.int64(), mask=mask).cast(TIME), None
     if target == pa.string() and declared not in _SCALAR_ARROW:
-        return pa.array([json_text(v) for v in served], type=pa.string())
+        # JSON text: a served Json value already is (collect.read_values keeps it as text)
+        texts = [v if isinstance(v, str) and declared == "Json" else json_text(v) for v in served]
+        return pa.array(texts, type=pa.string()), None
     values = [None if mask[i] else column.values[i] for i in range(len(column))]
     if pa.types.is_list(target):
         values = [None if v is None else [_list_element(e) for e in v] for v in values]
     try:
-        return pa.array(values, type=target)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # served kind != declared
-        return pa.array([None if v is None else repr(v) for v in values]).cast(pa.string())
+        return pa.array(values, type=target), None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        pass
+    fitting: list[Any] = []
+    others: list[str | None] = []
+    for value, raw in zip(values, served):
+        try:
+            pa.array([value], type=target)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            fitting.append(None)
+            others.append(json_text(raw))
+        else:
+            fitting.append(value)
+            others.append(None)
+    return pa.array(fitting, type=target), pa.array(others, type=pa.string())
 
 
 def _list_element(value: Any) -> Any:
@@ -264,7 +283,10 @@ class BatchBuilder:
             if redacted:
                 feature_arrays[f"value:{name}"] = pa.nulls(n, arrow_type(declared))
             else:
-                feature_arrays[f"value:{name}"] = _value_array(column, served, declared)
+                value_array, other = _value_array(column, served, declared)
+                feature_arrays[f"value:{name}"] = value_array
+                if other is not None:
+                    feature_arrays[f"other:{name}"] = other
             feature_arrays[f"status:{name}"] = pa.array(status, type=pa.int8())
             feature_arrays[f"hash:{name}"] = pa.array(hashes[name], type=pa.uint64())
             feature_arrays[f"kind:{name}"] = pa.array(kinds, type=pa.string())
@@ -387,8 +409,16 @@ def decode_batch(batch: pa.RecordBatch | pa.Table, first_sample_id: int = 0) -> 
             hashes = col(f"hash:{name}").to_numpy(zero_copy_only=False).astype(np.uint64)
             if name in redacted:
                 values = canonical_column([None] * n, declared[name])
+            elif declared[name] != "Json" and arrow_type(declared[name]) == pa.string() and (
+                declared[name] not in _SCALAR_ARROW
+            ):  # Map, Struct: JSON text of the served dict (a Json cell is parsed as Json)
+                texts = col(f"value:{name}").to_pylist()
+                values = canonical_column([_from_json_text(t) for t in texts], declared[name])
             else:
                 values = canonical_column(col(f"value:{name}"), declared[name])
+            if name not in redacted:
+                if f"other:{name}" in names:
+                    values = _with_others(values, col(f"other:{name}").to_pylist())
             features[name] = ServedFeature(
                 declared[name],
                 values,
@@ -455,6 +485,45 @@ def decode_keys(batch: pa.RecordBatch | pa.Table) -> tuple[dict[str, np.ndarray]
         raise LogFormatError(f"damaged sample-log batch: {exc}") from None
 
 
+def _with_others(values: CanonicalColumn, others: list[str | None]) -> CanonicalColumn:
+    """Canonical values where the ``other:`` column holds a served value of another type."""
+    merged = [
+        values.value(i) if text is None else _parse_other(text) for i, text in enumerate(others)
+    ]
+    return canonical_column(merged, values.declared)
+
+
+def _untag(value: Any) -> Any:
+    """Inverse of ``json_text``'s tags: ``{"$b": hex}`` back to bytes."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "$b" in value and isinstance(value["$b"], str):
+            try:
+                return bytes.fromhex(value["$b"])
+            except ValueError:
+                return value
+        return {k: _untag(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    return value
+
+
+def _from_json_text(text: str | None) -> Any:
+    """A Map/Json/Struct cell of the log back to the served value (None stays None)."""
+    if text is None:
+        return None
+    try:
+        return _untag(json.loads(text))
+    except ValueError:
+        return text
+
+
+def _parse_other(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def batch_view(schema: pa.Schema) -> str:
     """The feature view a batch belongs to."""
     metadata = schema.metadata or {}
@@ -479,12 +548,23 @@ def from_ipc(payload: bytes) -> pa.Table:
         raise LogFormatError(f"damaged sample-log batch bytes: {exc}") from None
 
 
+def _plain(value: Any) -> Any:
+    """A canonical value as a plain Python value for an Arrow column (maps as dicts)."""
+    from feast_parity.parity.canonical import MapItems, Seconds
+
+    if type(value) is Seconds:
+        return int(value) * 1_000_000
+    if isinstance(value, MapItems):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def rows_table(rows: ServedRows) -> pa.Table:
     """ServedRows as a flat Arrow table for people and notebooks: one row per sampled row,
     ``key:``, ``value:``, ``status:``, ``hash:`` and ``kind:`` columns as in a v3 batch (values
     in canonical form; JSON text for Map, Json and Struct)."""
-    from feast_parity.parity.feature import jsonable
-
     n = len(rows)
     columns: dict[str, pa.Array] = {
         "feature_view": pa.array([rows.feature_view] * n, pa.string()),
@@ -496,6 +576,7 @@ def rows_table(rows: ServedRows) -> pa.Table:
         "feature_service": pa.array(rows.feature_service.tolist(), pa.string()),
         "writer": pa.array(rows.writer.tolist(), pa.string()),
         "row_hash": pa.array(rows.row_hash, pa.uint64()),
+        "entity_key_hash": pa.array(rows.entity_key_hash, pa.uint64()),
     }
     for name, values in sorted(rows.keys.items()):
         columns[f"key:{name}"] = _key_array(values.tolist())
@@ -506,11 +587,21 @@ def rows_table(rows: ServedRows) -> pa.Table:
         elif column.kind == "time":
             values_array = pa.array(column.values * 1_000_000, pa.int64(), mask=column.null).cast(TIME)
         else:
-            plain = [None if column.null[i] else jsonable(column.values[i]) for i in range(n)]
+            from feast_parity.parity.canonical import Other
+
+            others = [v if isinstance(v, Other) else None for v in column.values.tolist()]
+            plain = [
+                None if column.null[i] or others[i] is not None else _plain(column.values[i])
+                for i in range(n)
+            ]
             try:
                 values_array = pa.array(plain)
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
                 values_array = pa.array([json_text(v) for v in plain], pa.string())
+            if any(o is not None for o in others):
+                columns[f"other:{name}"] = pa.array(
+                    [None if o is None else str(o) for o in others], pa.string()
+                )
         status = feature.status
         columns[f"value:{name}"] = values_array
         columns[f"status:{name}"] = pa.array(status, pa.int8(), mask=status == 0)

@@ -62,7 +62,7 @@ class SkewMagnitude:
         self.smape_sum += other.smape_sum
         self.within_tolerance += other.within_tolerance
         self.max_abs = max(self.max_abs, other.max_abs)
-        self.sample.add(other.sample.values)
+        self.sample.merge(other.sample)
 
     def result(self) -> dict[str, Any] | None:
         if self.rows == 0:

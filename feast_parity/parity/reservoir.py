@@ -62,3 +62,28 @@ class Reservoir:
 
     def __len__(self) -> int:
         return int(self.values.size)
+
+    def merge(self, other: Reservoir) -> None:
+        """Add another reservoir's stream (another chunk set, partition or process): afterwards
+        every value of either stream is in the sample with probability ``size / seen``.
+
+        How many slots come from each side is drawn from the hypergeometric distribution of a
+        uniform sample of the concatenated streams; the values of each side are then a uniform
+        sample of its own reservoir, which itself is uniform over its stream.
+        """
+        if other.seen == 0:
+            return
+        if self.seen == 0:
+            self.values, self.seen = other.values.copy(), other.seen
+            return
+        total = self.seen + other.seen
+        keep = min(self.size, total)
+        rng = np.random.default_rng([abs(int(self.seed)), int(self.salt), self.seen, other.seen])
+        mine = int(rng.hypergeometric(self.seen, other.seen, keep))
+        mine = min(mine, len(self.values))
+        theirs = min(keep - mine, len(other.values))
+        mine = keep - theirs if len(self.values) >= keep - theirs else mine
+        picked_mine = rng.choice(len(self.values), size=mine, replace=False)
+        picked_theirs = rng.choice(len(other.values), size=theirs, replace=False)
+        self.values = np.concatenate([self.values[picked_mine], other.values[picked_theirs]])
+        self.seen = total

@@ -22,6 +22,7 @@ FIELD_STATUS_NOT_FOUND = 3
 FIELD_STATUS_OUTSIDE_MAX_AGE = 4
 
 NO_TIME = np.iinfo(np.int64).min  # "no event time" in int64 microsecond arrays
+NULL_KINDS = frozenset({None, "null_val"})  # protobuf kinds that carry no value
 
 
 @dataclass
@@ -39,6 +40,11 @@ class ServedFeature:
     @property
     def requested(self) -> np.ndarray:
         return self.status != FIELD_STATUS_INVALID
+
+    @property
+    def empty(self) -> np.ndarray:
+        """Rows served without a value (no protobuf kind, or ``null_val``)."""
+        return np.fromiter((k in NULL_KINDS for k in self.kinds.tolist()), bool, len(self.kinds))
 
     def take(self, index: np.ndarray) -> ServedFeature:
         return ServedFeature(

@@ -90,13 +90,7 @@ def classify(served: ServedRows, offline: OfflineRows, ttl_seconds: float) -> Ro
         requested = np.stack([f.status != 0 for f in features])
         # not found: NOT_FOUND (SQLite) or an empty value without event time (Redis answers
         # PRESENT with no value for an unknown entity, docs/feast_facts.md R8)
-        empty = np.stack(
-            [
-                (f.status == FIELD_STATUS_NOT_FOUND)
-                | np.fromiter((k is None for k in f.kinds.tolist()), bool, len(served))
-                for f in features
-            ]
-        )
+        empty = np.stack([(f.status == FIELD_STATUS_NOT_FOUND) | f.empty for f in features])
         not_found = requested.any(0) & ~(requested & ~empty).any(0) & ~has_ts
     else:
         not_found = np.zeros(len(served), dtype=bool)
@@ -149,8 +143,10 @@ class ViewComparison:
     exact_rows: int = 0
     stale_rows: int = 0
     expired_rows: int = 0
+    expired_not_stale: int = 0  # expired rows that offline had nothing newer for either
     online_only_rows: int = 0
     not_found_rows: int = 0
+    offline_rows: int = 0  # rows the offline store had a point-in-time row for
     not_found_with_offline: int = 0  # NOT_FOUND online while offline had a row at t_r
     row_compared: int = 0
     row_matches: int = 0
@@ -180,8 +176,10 @@ class ViewComparison:
         self.exact_rows += int(outcomes.exact.sum())
         self.stale_rows += int(outcomes.stale.sum())
         self.expired_rows += int(outcomes.expired.sum())
+        self.expired_not_stale += int((outcomes.expired & ~outcomes.stale).sum())
         self.online_only_rows += int(outcomes.online_only.sum())
         self.not_found_rows += int(outcomes.not_found.sum())
+        self.offline_rows += int((outcomes.offline_row | outcomes.exact).sum())
         self.not_found_with_offline += int((outcomes.not_found & outcomes.offline_row).sum())
         self.served_lag.add(outcomes.age[has_ts])
         self.stale_lag.add(outcomes.stale_lag[outcomes.stale])
@@ -207,16 +205,18 @@ class ViewComparison:
             "exact_rows",
             "stale_rows",
             "expired_rows",
+            "expired_not_stale",
             "online_only_rows",
             "not_found_rows",
+            "offline_rows",
             "not_found_with_offline",
             "row_compared",
             "row_matches",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.served_lag.add(other.served_lag.values)
-        self.stale_lag.add(other.stale_lag.values)
-        self.expired_age.add(other.expired_age.values)
+        self.served_lag.merge(other.served_lag)
+        self.stale_lag.merge(other.stale_lag)
+        self.expired_age.merge(other.expired_age)
         room = 5 - len(self.online_only_examples)
         self.online_only_examples.extend(other.online_only_examples[: max(room, 0)])
 
@@ -234,9 +234,11 @@ class ViewComparison:
             "expired_rows": self.expired_rows,
             "expired_rate": None if self.on_demand else rate(self.expired_rows, self.rows),
             "expired_age_seconds": _percentiles(self.expired_age.values),
+            "expired_not_stale_rate": None if self.on_demand else rate(self.expired_not_stale, self.rows),
             "online_only_rows": self.online_only_rows,
             "online_only_examples": list(self.online_only_examples),
             "not_found_rows": self.not_found_rows,
+            "offline_rows": self.offline_rows,
             "not_found_rate": rate(self.not_found_rows, self.rows),
             "not_found_with_offline": self.not_found_with_offline,
             "not_found_default_rate": rate(self.not_found_with_offline, self.rows),

@@ -341,6 +341,11 @@ class ParityCheck:
                 row.update(view_freshness(self.store, info.view, self.now))
             else:
                 row.update({"ttl_seconds": None, "slo_seconds": None})
+            if view.rows and not view.offline_rows and not view.on_demand:
+                self._note_once(
+                    f"the offline store returned no rows for {view_name} in this window; "
+                    "its features cannot be compared"
+                )
             if view.online_only_rows:
                 self.notes.append(
                     f"{view.online_only_rows} served row(s) of {view_name} have no offline row "

@@ -77,7 +77,7 @@ def read_values(
     for v in values_pb:
         kind = v.WhichOneof("val")
         kinds.append(kind)
-        if kind is None:
+        if kind is None or kind == "null_val":
             values.append(None)
         elif kind in _SCALAR_KINDS:
             values.append(getattr(v, kind))
@@ -88,9 +88,16 @@ def read_values(
             values.append(list(getattr(v, kind).val))
         elif kind == "unix_timestamp_list_val":
             values.append([None if x == NULL_TIMESTAMP else x for x in v.unix_timestamp_list_val.val])
+        elif kind == "json_val":
+            # the JSON text as stored online: Feast's parsed form cannot tell "5" from 5
+            values.append(v.json_val)
+        elif kind == "json_list_val":
+            values.append(list(v.json_list_val.val))
         else:
             values.append(feast_value_type_to_python_type(v))
     times = [s.seconds + s.nanos / 1e9 for s in stamps]
+    if len(times) < len(values):  # a column without event times (join keys, on-demand)
+        times = times + [0.0] * (len(values) - len(times))
     return values, statuses, kinds, times
 
 

@@ -68,10 +68,32 @@ def open_sample_log(store: Any, config: ParityConfig | None = None) -> tuple[sa.
     engine = open_engine(store, config)
     parquet = None
     if config.sample_log:
-        try:
-            parquet = resolve_filesystem(config.sample_log, str(store.config.repo_path))
-        except Exception as exc:
-            raise CheckError(
-                f"parity.sample_log: cannot open {config.sample_log!r}: {exc}"
-            ) from None
+        parquet = _parquet_location(config.sample_log, str(store.config.repo_path))
     return engine, SampleLog(engine, parquet, registry_types(store))
+
+
+def _parquet_location(location: str, repo_path: str) -> tuple[Any, str]:
+    """The Parquet sample log's filesystem and root, or CheckError saying where it looked.
+    A directory that does not exist yet is fine (nothing logged there yet); a path through a
+    file, or a store that refuses the listing, is not."""
+    import pyarrow.fs as pafs
+
+    from feast_parity.store.sinks import resolve_filesystem
+
+    try:
+        filesystem, root = resolve_filesystem(location, repo_path)
+        info = filesystem.get_file_info(root)
+        if info.type == pafs.FileType.File:
+            raise OSError("it is a file, not a directory")
+        parent = root
+        while info.type == pafs.FileType.NotFound and "/" in parent.rstrip("/"):
+            parent = parent.rstrip("/").rsplit("/", 1)[0] or "/"
+            info = filesystem.get_file_info(parent)
+            if info.type == pafs.FileType.File:
+                raise OSError(f"{parent} is a file")
+            if parent == "/":
+                break
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckError(f"parity.sample_log: cannot read the sample log at {location}: {first}") from None
+    return filesystem, root

@@ -285,13 +285,19 @@ class SampleWriter:
                 continue
             if self._stopping:
                 return
-            # Nothing queued: sleep until a submit, a flush, or the batch's age limit. A submit
-            # that came after the check above left the signal released: no wake-up is lost.
+            if self.store_down:
+                # the hook queues nothing while the store is down: probe it from here, so
+                # logging resumes by itself when the store returns
+                self._store_usable()
+            # Nothing queued: sleep until a submit, a flush, the batch's age limit or the next
+            # probe. A submit that came after the check above left the signal released: no
+            # wake-up is lost.
+            timeout = 1.0
             if snapshots:
-                wait = started + self.flush_interval - time.monotonic()
-                self._signal.acquire(timeout=max(0.001, wait))
-            else:
-                self._signal.acquire(timeout=1.0)
+                timeout = started + self.flush_interval - time.monotonic()
+            if self.store_down:
+                timeout = min(timeout, self._next_probe - time.monotonic())
+            self._signal.acquire(timeout=max(0.001, timeout))
 
     def _finish(self, snapshots: int, dropped_rows: int, *, dropped: bool = False) -> None:
         with self._idle:

@@ -1,4 +1,21 @@
-"""Factories for real Feast repos shaped unlike the demo (scratch draft)."""
+"""Factories for real Feast repos shaped unlike the demo, for end-to-end tests.
+
+Each ``write_*_repo`` writes ``feature_store.yaml``, one definitions file and the source data
+(Parquet files under ``data/`` or PostgreSQL tables) into a directory; nothing is applied until
+``apply(repo)`` runs the real ``feast apply`` CLI. Then ``materialize`` / ``get_online_features``
+/ ``get_historical_features`` run on real Feast 0.67 as a user would call them.
+
+* ``write_every_type_repo``: one view ``every_type`` with a feature of every value type and
+  hostile values (null, NaN, empty, -0.0, unicode, large ints, sub-second timestamps) in each
+  item's latest row; ``every_type_expectations`` says which items hold what.
+* ``write_object_kinds_repo``: field mapping + created-timestamp ties, ttl=0, a composite key,
+  an entityless view, a push-fed stream view, an offline-only view, on-demand views, and
+  feature services over projections; ``populate_object_kinds`` materializes and pushes.
+* ``plant_online_change``: overwrite one value online through Feast's own write path.
+* ``normalise``: make an online and an offline value comparable (see docs/feast_facts.md).
+
+The Feast behaviours these repos run into are listed, as confirmed, in docs/feast_facts.md.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +24,7 @@ import math
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -225,7 +242,7 @@ def _special_row(role: str, base: dict[str, Any], end: datetime) -> dict[str, An
             f_unix_timestamp=sub_second,
             f_array_int32=[INT32_MAX, -(2**31)],
             f_array_int64=[INT64_BIG, -(2**63)],
-            f_array_float32=[F32_MAX, -1e-30],
+            f_array_float32=[F32_MAX, float(np.float32(-1e-30))],
             f_array_float64=[1e308, -5e-324],
             f_array_string=["日本語", "🚀", "é"],
             f_array_bytes=[b"\x00", b"\xff\xfe"],
@@ -259,9 +276,7 @@ def every_type_rows(
 
 
 _TS = pa.timestamp("us", tz="UTC")
-_STRUCT_ARROW = pa.struct(
-    [("label", pa.string()), ("score", pa.float64()), ("count", pa.int64())]
-)
+_STRUCT_ARROW = pa.struct([("label", pa.string()), ("score", pa.float64()), ("count", pa.int64())])
 EVERY_TYPE_ARROW: dict[str, pa.DataType] = {
     "item_id": pa.int64(),
     "event_timestamp": _TS,
@@ -354,8 +369,7 @@ def _file_source(name: str, file_name: str, **extra: Any) -> str:
 def _pg_source(name: str, table: str, **extra: Any) -> str:
     args = "".join(f", {k}={v!r}" for k, v in extra.items())
     return (
-        f'PostgreSQLSource(name="{name}", table="{table}", '
-        f'timestamp_field="event_timestamp"{args})'
+        f'PostgreSQLSource(name="{name}", table="{table}", timestamp_field="event_timestamp"{args})'
     )
 
 
@@ -385,8 +399,9 @@ def write_every_type_repo(
     rows = every_type_rows(entities, end)
     if offline in ("file", "duckdb"):
         pq.write_table(every_type_table(rows), repo / "data" / "every_type.parquet")
-        source_import, source = _FILE_SOURCE_IMPORT, _file_source(
-            "every_type_source", "every_type.parquet"
+        source_import, source = (
+            _FILE_SOURCE_IMPORT,
+            _file_source("every_type_source", "every_type.parquet"),
         )
     elif offline == "postgres":
         if not pg_url:
@@ -419,7 +434,9 @@ def write_every_type_repo(
         parity=parity,
     )
     (repo / "data" / "factory.json").write_text(
-        json.dumps({"kind": "every_type", "entities": entities, "end": end.isoformat()})
+        json.dumps(
+            {"kind": "every_type", "offline": offline, "entities": entities, "end": end.isoformat()}
+        )
     )
     return repo
 
@@ -489,17 +506,62 @@ class FeatureExpectation:
     lossy_ids: frozenset[int] = frozenset()
 
 
-def every_type_expectations(entities: int = 8, offline: str = "file") -> dict[str, FeatureExpectation]:
-    """Per feature of ``every_type``: declared type and the item ids holding special values."""
-    from feast import types as feast_types
+def every_type_feast_types() -> dict[str, Any]:
+    """The declared Feast type of each ``every_type`` feature (what the definitions file says)."""
+    from feast.types import (
+        Array,
+        Bool,
+        Bytes,
+        Float32,
+        Float64,
+        Int32,
+        Int64,
+        Json,
+        Map,
+        String,
+        Struct,
+        UnixTimestamp,
+    )
 
-    ids = {role: frozenset(i for i in every_type_entity_ids(entities) if every_type_role(i) == role)
-           for role in ROLES}
-    namespace = {k: getattr(feast_types, k) for k in dir(feast_types) if not k.startswith("_")}
+    return {
+        "f_int32": Int32,
+        "f_int64": Int64,
+        "f_float32": Float32,
+        "f_float64": Float64,
+        "f_string": String,
+        "f_bytes": Bytes,
+        "f_bool": Bool,
+        "f_unix_timestamp": UnixTimestamp,
+        "f_array_int32": Array(Int32),
+        "f_array_int64": Array(Int64),
+        "f_array_float32": Array(Float32),
+        "f_array_float64": Array(Float64),
+        "f_array_string": Array(String),
+        "f_array_bytes": Array(Bytes),
+        "f_array_bool": Array(Bool),
+        "f_array_unix_timestamp": Array(UnixTimestamp),
+        "f_map": Map,
+        "f_json": Json,
+        "f_struct": Struct({"label": String, "score": Float64, "count": Int64}),
+    }
+
+
+def every_type_refs() -> list[str]:
+    """Feature references ``every_type:<feature>`` in declaration order."""
+    return [f"every_type:{name}" for name in EVERY_TYPE_FEATURES]
+
+
+def every_type_expectations(
+    entities: int = 8, offline: str = "file"
+) -> dict[str, FeatureExpectation]:
+    """Per feature of ``every_type``: declared type and the item ids holding special values."""
+    ids = {
+        role: frozenset(i for i in every_type_entity_ids(entities) if every_type_role(i) == role)
+        for role in ROLES
+    }
+    scalars = {"f_int32", "f_int64", "f_float32", "f_float64", "f_bool", "f_unix_timestamp"}
     out = {}
-    for name, (dtype, _) in EVERY_TYPE_FEATURES.items():
-        scalar_numeric = name in ("f_int32", "f_int64", "f_float32", "f_float64", "f_bool",
-                                  "f_unix_timestamp")
+    for name, feast_type in every_type_feast_types().items():
         lossy: frozenset[int] = frozenset()
         if name in ("f_int64", "f_unix_timestamp", "f_array_unix_timestamp"):
             # Int64 with nulls goes through float64; timestamps lose the sub-second part.
@@ -508,12 +570,12 @@ def every_type_expectations(entities: int = 8, offline: str = "file") -> dict[st
             lossy = ids["extreme"]  # a Parquet struct's int field with nulls goes via float64
         out[name] = FeatureExpectation(
             name=name,
-            dtype=dtype,
-            value_type=eval(dtype, namespace).to_value_type(),  # noqa: S307 - our own constant
+            dtype=EVERY_TYPE_FEATURES[name][0],
+            value_type=feast_type.to_value_type(),
             null_ids=ids["null"],
             nan_ids=ids["nan"] if name in FLOAT_FEATURES else frozenset(),
-            empty_ids=frozenset() if scalar_numeric else ids["empty"],
-            zero_ids=ids["empty"] if scalar_numeric else frozenset(),
+            empty_ids=frozenset() if name in scalars else ids["empty"],
+            zero_ids=ids["empty"] if name in scalars else frozenset(),
             extreme_ids=ids["extreme"],
             lossy_ids=lossy,
         )
@@ -555,26 +617,31 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def as_floats(value: Any) -> Any:
+    """``value`` with every int (not bool) made a float, recursively: compares values that went
+    through float64 on one side only (``FeatureExpectation.lossy_ids``)."""
+    if isinstance(value, dict):
+        return {k: as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_floats(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def normalise(value_type: Any, value: Any) -> Any:
     """One online (``to_dict()``) or offline (``to_df()``) value in a comparable form.
 
     Null, NaN and NaT scalars -> None; integer types -> int (offline they may be float64);
     timestamps -> UTC datetimes floored to the second (online keeps whole seconds); arrays ->
     lists with NaN as ``NAN``; Map / Json / Struct given as JSON text (offline) -> parsed."""
+    import pandas as pd
     from feast.value_type import ValueType as VT
 
-    if isinstance(value, (list, tuple, np.ndarray, dict)):
-        pass
-    elif value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:
         return None
-    else:
-        try:
-            import pandas as pd
-
-            if pd.isna(value):
-                return None
-        except (TypeError, ValueError):
-            pass
+    if not isinstance(value, (list, tuple, np.ndarray, dict)) and pd.isna(value):
+        return None  # NaN, NaT, pd.NA
     if value_type in (VT.INT32, VT.INT64):
         return int(value)
     if value_type in (VT.FLOAT, VT.DOUBLE):
@@ -587,7 +654,10 @@ def normalise(value_type: Any, value: Any) -> Any:
         return [_to_utc_seconds(v) for v in list(value)]
     if value_type in (VT.MAP, VT.JSON, VT.STRUCT):
         if isinstance(value, (str, bytes)):
-            value = json.loads(value)
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass  # an online Json value that is itself a string
         return _plain(value)
     if value_type in (VT.BYTES_LIST,):
         return [bytes(v) for v in list(value)]
@@ -643,9 +713,7 @@ def _entity_key_proto(view: Any, entity_key: dict[str, Any]) -> Any:
         raise ValueError(f"{view.name} needs entity key columns {sorted(columns)}")
     names = sorted(columns)
     values = [
-        python_values_to_proto_values(
-            [entity_key[n]], columns[n].dtype.to_value_type()
-        )[0]
+        python_values_to_proto_values([entity_key[n]], columns[n].dtype.to_value_type())[0]
         for n in names
     ]
     return EntityKeyProto(join_keys=names, entity_values=values)
@@ -676,7 +744,12 @@ def plant_online_change(
     key = _entity_key_proto(view, entity_key)
     provider = store._get_provider()
     [(event_ts, values)] = provider.online_read(store.config, view, [key], None)
-    if values is None or event_ts is None:
+    # SQLite answers (None, None) for a missing row; Redis answers empty values at epoch 0.
+    if (
+        values is None
+        or event_ts is None
+        or (event_ts.timestamp() == 0 and all(v.WhichOneof("val") is None for v in values.values()))
+    ):
         raise LookupError(f"{feature_view} {entity_key} has no row online to change")
     row = {name: values[name] for name in fields if name in values}
     row[feature] = python_values_to_proto_values(
@@ -707,17 +780,28 @@ def merchants_of(user: int) -> list[str]:
 
 
 OBJECT_KINDS_VIEWS = (
-    "user_profile", "user_daily", "user_merchant", "global_stats", "user_clicks", "user_ltv",
+    "user_profile",
+    "user_daily",
+    "user_merchant",
+    "global_stats",
+    "user_clicks",
+    "user_ltv",
 )
 OBJECT_KINDS_ODFVS = ("order_risk", "spend_per_txn")
 OBJECT_KINDS_SERVICES = (
-    "svc_profile_subset", "svc_profile_score", "svc_alias", "svc_join_key_map", "svc_global",
+    "svc_profile_subset",
+    "svc_profile_score",
+    "svc_alias",
+    "svc_join_key_map",
+    "svc_global",
     "svc_mixed",
 )
 
-_OBJECT_KINDS_DEFINITIONS = '''"""Object-kinds repo (written by tests/e2e/repos.py): field mapping with created-timestamp
-ties, ttl=0, a composite key, an entityless view, a push-fed stream view, an offline-only view,
-on-demand views with and without request data, and feature services over projections."""
+_OBJECT_KINDS_DEFINITIONS = '''"""Object-kinds repo (written by tests/e2e/repos.py).
+
+Field mapping with created-timestamp ties, ttl=0, a composite key, an entityless view, a
+push-fed stream view, an offline-only view, on-demand views with and without request data,
+and feature services over projections."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -934,7 +1018,9 @@ PROFILE_FIELD_MAPPING = {"src_age": "age", "src_tier": "tier", "src_score": "cre
 DAILY_AGE = timedelta(days=9)  # user_daily's newest rows: far older than any other view's ttl
 
 
-def object_kinds_rows(end: datetime | None = None, seed: int = 11) -> dict[str, list[dict[str, Any]]]:
+def object_kinds_rows(
+    end: datetime | None = None, seed: int = 11
+) -> dict[str, list[dict[str, Any]]]:
     """The object-kinds source rows per table (before any push)."""
     end = floor_hour(end)
     rng = np.random.default_rng(seed)
@@ -947,43 +1033,73 @@ def object_kinds_rows(end: datetime | None = None, seed: int = 11) -> dict[str, 
             if snap == len(hours) - 1 and u in TIE_USERS:
                 # Same event time, two ingestions: the later one (written first) must win.
                 tables["user_profile"].append(
-                    {**base, "ingested_at": ts + timedelta(minutes=30), "src_tier": f"winner-{u}",
-                     "src_score": score}
+                    {
+                        **base,
+                        "ingested_at": ts + timedelta(minutes=30),
+                        "src_tier": f"winner-{u}",
+                        "src_score": score,
+                    }
                 )
                 tables["user_profile"].append(
-                    {**base, "ingested_at": ts + timedelta(minutes=10), "src_tier": f"loser-{u}",
-                     "src_score": -1.0}
+                    {
+                        **base,
+                        "ingested_at": ts + timedelta(minutes=10),
+                        "src_tier": f"loser-{u}",
+                        "src_score": -1.0,
+                    }
                 )
             else:
                 tables["user_profile"].append(
-                    {**base, "ingested_at": ts + timedelta(minutes=5),
-                     "src_tier": ["gold", "silver", "bronze"][(u + snap) % 3], "src_score": score}
+                    {
+                        **base,
+                        "ingested_at": ts + timedelta(minutes=5),
+                        "src_tier": ["gold", "silver", "bronze"][(u + snap) % 3],
+                        "src_score": score,
+                    }
                 )
             tables["user_clicks"].append(
-                {"user_id": u, "event_timestamp": ts, "clicks": int(rng.integers(0, 50)),
-                 "last_page": f"/p/{int(rng.integers(1, 20))}"}
+                {
+                    "user_id": u,
+                    "event_timestamp": ts,
+                    "clicks": int(rng.integers(0, 50)),
+                    "last_page": f"/p/{int(rng.integers(1, 20))}",
+                }
             )
             tables["user_ltv"].append(
-                {"user_id": u, "event_timestamp": ts,
-                 "lifetime_value": round(float(rng.uniform(0, 5000)), 2)}
+                {
+                    "user_id": u,
+                    "event_timestamp": ts,
+                    "lifetime_value": round(float(rng.uniform(0, 5000)), 2),
+                }
             )
             if snap >= 1:
                 for m in merchants_of(u):
                     tables["user_merchant"].append(
-                        {"user_id": u, "merchant_id": m, "event_timestamp": ts,
-                         "txn_count": int(rng.integers(0, 30)),
-                         "avg_amount": round(float(rng.uniform(1, 300)), 2),
-                         "last_category": ["food", "travel", "games"][int(rng.integers(0, 3))]}
+                        {
+                            "user_id": u,
+                            "merchant_id": m,
+                            "event_timestamp": ts,
+                            "txn_count": int(rng.integers(0, 30)),
+                            "avg_amount": round(float(rng.uniform(1, 300)), 2),
+                            "last_category": ["food", "travel", "games"][int(rng.integers(0, 3))],
+                        }
                     )
         tables["global_stats"].append(
-            {"event_timestamp": ts, "active_users": int(rng.integers(1000, 5000)),
-             "fx_rate": round(float(rng.uniform(0.9, 1.1)), 4)}
+            {
+                "event_timestamp": ts,
+                "active_users": int(rng.integers(1000, 5000)),
+                "fx_rate": round(float(rng.uniform(0.9, 1.1)), 4),
+            }
         )
     for days_old in (DAILY_AGE + timedelta(days=1), DAILY_AGE):
         for u in USERS:
             tables["user_daily"].append(
-                {"user_id": u, "event_timestamp": end - days_old,
-                 "logins": int(rng.integers(0, 10)), "spend": round(float(rng.uniform(0, 200)), 2)}
+                {
+                    "user_id": u,
+                    "event_timestamp": end - days_old,
+                    "logins": int(rng.integers(0, 10)),
+                    "spend": round(float(rng.uniform(0, 200)), 2),
+                }
             )
     return tables
 
@@ -1122,7 +1238,9 @@ def populate_object_kinds(repo: Path | str) -> dict[str, Any]:
     end = repo_end(repo)
     store = FeatureStore(repo_path=str(repo))
     summary: dict[str, Any] = {
-        "materialized": [], "materialize_errors": {}, "push_offline_error": None,
+        "materialized": [],
+        "materialize_errors": {},
+        "push_offline_error": None,
     }
     for view in OBJECT_KINDS_VIEWS:
         if not store.registry.get_any_feature_view(view, store.project).online:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from feast import FeatureStore
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
@@ -14,6 +15,8 @@ from feast_parity import demo
 from feast_parity.cli import main as cli
 from feast_parity.plugin.check import run_check
 from tests.faults import fails, feature, latest_rows, serve_refs, write_online
+
+SCHEMA_CONTRACT = ("declared", "online", "offline", "diverged", "declared_at_serving")
 
 
 def test_clean_repo_has_no_findings_and_exit_0(build_repo, tmp_path):
@@ -29,16 +32,22 @@ def test_clean_repo_has_no_findings_and_exit_0(build_repo, tmp_path):
     assert report["schema_version"] == 1 and report["samples"] == 60 * 10 * 3
     ctr = feature(report, "user_engagement:click_through_rate")
     assert ctr["compared"] == 600 and ctr["mismatch_rate"] == 0.0 and ctr["psi"] == 0.0
-    assert ctr["schema"] == {
+    # the contract fields of ``schema`` (the report only ever adds fields)
+    assert {k: ctr["schema"][k] for k in SCHEMA_CONTRACT} == {
         "declared": "Float32",
         "online": "float32",
         "offline": "float32",
         "diverged": False,
         "declared_at_serving": ["Float32"],
     }
-    views = {v["feature_view"]: v for v in report["feature_views"]}
+    # one row per batch view with samples; the on-demand view's row (an addition of the v3
+    # engine) says it is on-demand and has no freshness SLO
+    views = {v["feature_view"]: v for v in report["feature_views"] if not v["on_demand"]}
     assert set(views) == {"user_engagement", "video_stats"}
     assert views["user_engagement"]["materialization_lag_seconds"] < 600
+    on_demand = [v for v in report["feature_views"] if v["on_demand"]]
+    assert [v["feature_view"] for v in on_demand] == ["ranking_signals"]
+    assert on_demand[0]["slo_seconds"] is None and on_demand[0]["status"] == "ok"
     html = out_html.read_text()
     assert "<svg" in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
 
@@ -66,12 +75,21 @@ def test_stale_view_materialized_three_days_ago(build_repo):
     report = run_check(repo)
     pop = feature(report, "video_stats:popularity")
     assert pop["stale_rate"] > 0.95
-    assert pop["stale_lag_seconds"]["p50"] == pytest.approx(3 * 86400, abs=6 * 3600)
+    views = {v["feature_view"]: v for v in report["feature_views"]}
+    assert views["video_stats"]["stale_rate"] > 0.95
+    assert views["video_stats"]["stale_lag_seconds"]["p50"] == pytest.approx(
+        3 * 86400, abs=6 * 3600
+    )
     failing = fails(report)
-    assert ("stale_serving", "video_stats:popularity") in failing
+    # staleness is one cause of the whole view: one view-level finding naming its features
+    assert ("stale_serving", "video_stats") in failing
+    stale = next(f for f in report["findings"] if f["kind"] == "stale_serving")
+    assert "video_stats:popularity" in stale["evidence"]["features"]
     assert ("freshness_slo", "video_stats") in failing
     assert all(target.startswith("video_stats") for _, target in failing)
     assert feature(report, "video_stats:popularity")["mismatch_rate"] == 0.0
+    # the feature row keeps its contract field stale_lag_seconds (docs/checks.md)
+    assert pop["stale_lag_seconds"]["p50"] == pytest.approx(3 * 86400, abs=6 * 3600)
 
 
 def test_silent_default_zero_for_a_fifth_of_users(build_repo):
@@ -114,10 +132,13 @@ def test_bad_windows_and_empty_logs(build_repo, capsys):
     code = cli(["check", "--repo", str(repo), "--since", "2026-01-02", "--until", "2026-01-01"])
     err = capsys.readouterr().err
     assert code == 2 and "empty window" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
     code = cli(["check", "--repo", str(repo), "--since", "yesterday"])
-    assert code == 2 and "--since" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--since" in err and len(err.strip().splitlines()) == 1, err
     code = cli(["check", "--repo", str(repo / "nope")])
-    assert code == 2 and "feature_store.yaml" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "feature_store.yaml" in err and len(err.strip().splitlines()) == 1, err
     # zero samples in the window: exit 0, a note that says so, every feature absent
     code = cli(["check", "--repo", str(repo), "--no-progress"])
     out = capsys.readouterr().out
@@ -133,20 +154,20 @@ def test_deleted_view_and_offline_without_rows(build_repo, capsys):
     frame = latest_rows(repo, "user_engagement").iloc[0:0]
     frame.to_parquet(repo / "data" / "user_engagement.parquet")
     code = cli(["check", "--repo", str(repo), "--no-progress"])
-    out = capsys.readouterr().out
-    assert code in (0, 1) and "Traceback" not in out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert code in (0, 1) and "Traceback" not in out + captured.err
     assert "'video_stats' is no longer in the registry" in out
-    assert "returned no rows for user_engagement" in out
     report = run_check(repo)
     assert report["deleted_feature_views"] == {"video_stats": 200}
     ctr = feature(report, "user_engagement:click_through_rate")
     assert ctr["compared"] == 0 and ctr["status"] == "insufficient_data"
+    # an offline store that answers with nothing is said plainly (docs/checks.md, notes)
+    assert "returned no rows for user_engagement" in out
     assert any("returned no rows for user_engagement" in n for n in report["notes"])
 
 
 def test_rerun_of_a_window_replaces_its_stored_run(build_repo):
-    import sqlalchemy as sa
-
     repo = build_repo(sample_rate=1.0)
     serve_refs(repo, 10)
     until = datetime.now(timezone.utc) + timedelta(minutes=1)
@@ -157,6 +178,7 @@ def test_rerun_of_a_window_replaces_its_stored_run(build_repo):
     with engine.connect() as conn:
         runs = conn.execute(sa.text("select count(*) from parity_runs")).scalar()
         metrics = conn.execute(sa.text("select count(*) from parity_feature_metrics")).scalar()
+    engine.dispose()
     assert runs == 1 and metrics == len(first["features"])
 
 

@@ -1,18 +1,24 @@
 """End-to-end tests of the serving hook against a real, applied and materialized Feast repo.
 
 One demo repo is built per module (``feast apply`` through the real CLI, then materialized into
-SQLite). Every test opens its own ``FeatureStore`` on that repo through its own
-``feature_store.yaml`` (``fs_yaml_file``): same registry and online store, different provider
-and ``parity:`` block, so the tests never share a sample log.
+SQLite), with one feature service added to the demo's definitions: ``ranking_subset`` projects
+subsets of two views (``view[["a", "b"]]``). Every test opens its own ``FeatureStore`` on that
+repo through its own ``feature_store.yaml`` (``fs_yaml_file``): same registry and online store,
+different provider and ``parity:`` block, so the tests never share a sample log.
 
-What is checked is always the sample log against what the caller received, read back from the
-database with ``read_samples`` / ``read_feature_samples``: no mocks of Feast or of databases.
+What is checked is always the sample log against what the caller received, read back with
+``feast_parity.read_samples`` (log format v3: one row per sampled entity row and view, keyed by
+the view's own join keys; canonical ``value:<f>``, FieldStatus ``status:<f>`` that is NULL where
+the request did not ask for ``f``, value hash ``hash:<f>`` and protobuf kind ``kind:<f>``): no
+mocks of Feast or of databases. The tests that say so run on both sinks, the SQL store (the
+default) and the Parquet dataset of ``parity.sample_log``.
+
+Ported from tests/test_serving_e2e.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
@@ -29,24 +35,43 @@ import pytest
 import yaml
 from feast import FeatureStore
 
-from feast_parity import demo, read_samples
-from feast_parity.parity.samplelog import decode_features, read_feature_samples
+from feast_parity import demo
+from feast_parity.parity.canonical import canonical_value
+from feast_parity.parity.hashing import row_hash, schema_fingerprint, value_hash
+from feast_parity.parity.logformat import LOG_VERSION
 from feast_parity.parity.sampling import Sampler
 from feast_parity.plugin.provider import ParityProvider
+from tests.e2e.serving_support import SINKS, VIEW_KEYS, Sink, batch_meta, make_sink, view_key
 from tests.faults import now_hour
 
 USERS, VIDEOS, DAYS = 300, 100, 5
 FIRST_USER, FIRST_VIDEO = demo.FIRST_USER, demo.FIRST_VIDEO
 UNKNOWN_VIDEO = 99_999  # never materialized: Feast answers NOT_FOUND for video_stats
 SERVICE = "ranking_model_v1"
+SUBSET_SERVICE = "ranking_subset"  # user_engagement[[ctr, country]] + video_stats[[popularity]]
+SUBSET_DEFINITION = f'''
+
+{SUBSET_SERVICE} = FeatureService(
+    name="{SUBSET_SERVICE}",
+    features=[
+        user_engagement[["click_through_rate", "country"]],
+        video_stats[["popularity"]],
+    ],
+)
+'''
 VIEWS = {"user_engagement", "video_stats", "ranking_signals"}
 ON_DEMAND_VIEW = "ranking_signals"
 JOIN_KEYS = ("user_id", "video_id")
 PRESENT, NOT_FOUND = 1, 3  # Feast FieldStatus
 SEED = 42
 PLUGIN = "feast_parity.ParityProvider"
-# Online type the log must record for each declared Feast type (PRESENT values).
-ONLINE_TYPE_OF = {"Float32": "float32", "Float64": "float64", "Int64": "int64", "String": "string"}
+# The protobuf kind a value served for each declared Feast type must be logged with.
+KIND_OF = {
+    "Float32": "float_val",
+    "Float64": "double_val",
+    "Int64": "int64_val",
+    "String": "string_val",
+}
 REDIS = os.environ.get("FEAST_PARITY_TEST_REDIS", "127.0.0.1:6379")
 
 
@@ -72,12 +97,14 @@ def _write_config(target_dir: Path, project: str, **config: Any) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_repo(tmp_path_factory: pytest.TempPathFactory) -> DemoRepo:
-    """The demo repo, applied and materialized once for the module."""
-    repo = tmp_path_factory.mktemp("serving_e2e") / "repo"
+    """The demo repo plus ``ranking_subset``, applied and materialized once for the module."""
+    repo = tmp_path_factory.mktemp("serving_log") / "repo"
     # A project name of our own: the Redis online store (async test) keys by project.
     project = f"parity_e2e_{uuid.uuid4().hex[:10]}"
     end = now_hour()
     demo.make_demo_repo(repo, users=USERS, videos=VIDEOS, days=DAYS, end=end, sample_rate=0.0)
+    with (repo / "features.py").open("a") as definitions:
+        definitions.write(SUBSET_DEFINITION)
     _write_config(repo, project, sample_rate=0.0)
     demo.feast_apply(repo)
     demo.materialize(repo, days=DAYS + 1)
@@ -89,16 +116,23 @@ OpenStore = Callable[..., FeatureStore]
 
 @pytest.fixture
 def open_store(demo_repo: DemoRepo, tmp_path: Path) -> Iterator[OpenStore]:
-    """Factory: open_store(provider=..., online_store=..., **parity config) -> FeatureStore.
+    """Factory: open_store(sink=None, provider=..., online_store=..., **parity config).
 
-    The config goes through ``demo.write_config`` (sample_rate, seed, store_url, parity_extra).
-    Writers of the stores opened here are flushed and stopped at teardown.
+    The config goes through ``demo.write_config`` (sample_rate, seed, store_url, parity_extra);
+    a ``sink`` adds its store URL and ``parity_extra``. Writers of the stores opened here are
+    flushed and stopped at teardown.
     """
     opened: list[FeatureStore] = []
 
-    def open_(**config: Any) -> FeatureStore:
+    def open_(sink: Sink | None = None, **config: Any) -> FeatureStore:
         config.setdefault("provider", PLUGIN)
         config.setdefault("seed", SEED)
+        if sink is not None:
+            config.setdefault("store_url", sink.config["store_url"])
+            config["parity_extra"] = {
+                **sink.config["parity_extra"],
+                **config.get("parity_extra", {}),
+            }
         path = _write_config(tmp_path / f"config{len(opened)}", demo_repo.project, **config)
         store = FeatureStore(repo_path=str(demo_repo.path), fs_yaml_file=path)
         opened.append(store)
@@ -129,9 +163,9 @@ def ranking_rows(rng: np.random.Generator, user: int, *, unknown_video: bool = F
     return [{"user_id": user, "video_id": video} for video in videos]
 
 
-def service_columns(store: FeatureStore) -> dict[str, tuple[str, str]]:
-    """Output name -> (feature view, feature) of the service, from the registry."""
-    service = store.get_feature_service(SERVICE)
+def service_columns(store: FeatureStore, name: str = SERVICE) -> dict[str, tuple[str, str]]:
+    """Output name -> (feature view, feature) of a service, from the registry."""
+    service = store.get_feature_service(name)
     return {
         field.name: (projection.name, field.name)
         for projection in service.feature_view_projections
@@ -145,6 +179,13 @@ def declared_types(store: FeatureStore) -> dict[tuple[str, str], str]:
     return {(view.name, f.name): str(f.dtype) for view in views for f in view.features}
 
 
+def view_features(types: dict[tuple[str, str], str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for view, feature in sorted(types):
+        out[view].append(feature)
+    return dict(out)
+
+
 @dataclass
 class Served:
     """One request as the caller made it and what the caller received."""
@@ -152,6 +193,7 @@ class Served:
     rows: list[dict]
     got: dict[str, list[Any]]  # response.to_dict()
     statuses: dict[str, list[int]]  # FieldStatus per output column, from the response proto
+    kinds: dict[str, list[str | None]]  # protobuf oneof kind per output column
     columns: dict[str, tuple[str, str]]  # output name -> (view, feature), for every feature
     service: str | None
 
@@ -173,40 +215,106 @@ class Served:
             [r["video_id"] for r in rows],
         ]
         proto = response.proto
+        names = proto.metadata.feature_names.val
         statuses = {
             name: [int(s) for s in result.statuses]
-            for name, result in zip(proto.metadata.feature_names.val, proto.results, strict=True)
+            for name, result in zip(names, proto.results, strict=True)
+        }
+        kinds = {
+            name: [v.WhichOneof("val") for v in result.values]
+            for name, result in zip(names, proto.results, strict=True)
         }
         columns = {k: v for k, v in columns.items() if k in got}
-        return cls(rows, got, statuses, columns, service)
+        return cls(rows, got, statuses, kinds, columns, service)
 
     @property
     def user(self) -> int:
         (user,) = {row["user_id"] for row in self.rows}
         return user
 
-    def expected(self) -> dict[tuple[int, int, str], dict[str, tuple[Any, int]]]:
-        """(user, video, view) -> {feature: (value, status) as the caller received them}."""
-        out: dict[tuple[int, int, str], dict[str, tuple[Any, int]]] = {}
+    def expected(
+        self, repo: DemoRepo, types: dict[tuple[str, str], str]
+    ) -> Counter[tuple[Any, ...]]:
+        """Log rows this request must have produced, as :func:`log_item` spells them: one per
+        entity row and served view, every feature of the view with (canonical value, status,
+        kind, value hash) as the caller received it, and (None, None, None, None) for the
+        view's features this request did not ask for."""
+        features_of = view_features(types)
+        asked: dict[str, dict[str, str]] = defaultdict(dict)  # view -> feature -> output name
+        for name, (view, feature) in self.columns.items():
+            asked[view][feature] = name
+        out: Counter[tuple[Any, ...]] = Counter()
         for j, row in enumerate(self.rows):
-            for name, (view, feature) in self.columns.items():
-                out.setdefault((row["user_id"], row["video_id"], view), {})[feature] = (
-                    self.got[name][j],
-                    self.statuses[name][j],
+            for view, requested in asked.items():
+                cells = {}
+                hashes = {}
+                for feature in features_of[view]:
+                    if feature not in requested:
+                        cells[feature] = (None, None, None, None)
+                        continue
+                    name, declared = requested[feature], types[(view, feature)]
+                    value = self.got[name][j]
+                    hashes[feature] = value_hash(value, declared)
+                    cells[feature] = (
+                        canonical_value(value, declared),
+                        self.statuses[name][j],
+                        self.kinds[name][j],
+                        hashes[feature],
+                    )
+                fingerprint = schema_fingerprint({f: types[(view, f)] for f in requested})
+                values = [cells[f][0] for f in requested]
+                event_time = (
+                    None
+                    if view == ON_DEMAND_VIEW or all(v is None for v in values)
+                    else repo.snapshot_time
                 )
+                out[
+                    (
+                        view,
+                        tuple(row[k] for k in VIEW_KEYS[view]),
+                        tuple(sorted(cells.items())),
+                        row_hash(hashes, fingerprint),
+                        event_time,
+                        self.service,
+                    )
+                ] += 1
         return out
 
+    def log_rows(self) -> int:
+        views = {view for view, _ in self.columns.values()}
+        return len(self.rows) * len(views)
 
-def expected_status(view: str, user: int, video: int) -> int:
-    if view == "user_engagement":
-        return PRESENT if FIRST_USER <= user < FIRST_USER + USERS else NOT_FOUND
-    if view == "video_stats":
-        return PRESENT if FIRST_VIDEO <= video < FIRST_VIDEO + VIDEOS else NOT_FOUND
-    return PRESENT  # the on-demand view is computed for every row
+
+def log_item(row: dict[str, Any], view: str, features: list[str]) -> tuple[Any, ...]:
+    """A log row in the form of :meth:`Served.expected`."""
+    cells = {}
+    for f in features:
+        status = row.get(f"status:{f}")
+        cells[f] = (
+            row.get(f"value:{f}"),
+            status,
+            row.get(f"kind:{f}"),
+            None if status is None else row.get(f"hash:{f}"),
+        )
+    return (
+        view,
+        view_key(row, view),
+        tuple(sorted(cells.items())),
+        row["row_hash"],
+        row["event_time"],
+        row["feature_service"],
+    )
+
+
+def request_user(records: list[tuple[str, dict[str, Any]]]) -> int:
+    """The one user of a request's log rows (video_stats rows carry only the video)."""
+    users = {r["key:user_id"] for view, r in records if "user_id" in VIEW_KEYS[view]}
+    assert len(users) == 1, f"one request_id groups rows of users {users}"
+    return users.pop()
 
 
 def assert_log_matches(
-    log: list[dict[str, Any]],
+    log: dict[str, list[dict[str, Any]]],
     served: list[Served],
     repo: DemoRepo,
     types: dict[tuple[str, str], str],
@@ -223,73 +331,105 @@ def assert_log_matches(
     """
     index_of_user = {s.user: i for i, s in enumerate(served)}
     assert len(index_of_user) == len(served), "test bug: requests must have distinct users"
-    by_request: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in log:
-        by_request[record["request_id"]].append(record)
+    features_of = view_features(types)
+    by_request: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for view, rows in log.items():
+        for record in rows:
+            assert record["feature_view"] == view
+            by_request[record["request_id"]].append((view, record))
     found: set[int] = set()
-    value_hashes: dict[tuple[str, str, str], str] = {}
-    for request_id, records in by_request.items():
-        users = {json.loads(r["entity_key"])["user_id"] for r in records}
-        assert len(users) == 1, f"request_id {request_id} groups rows of users {users}"
-        index = index_of_user[users.pop()]
+    value_hashes: dict[tuple[str, str, str], int] = {}
+    for records in by_request.values():
+        index = index_of_user[request_user(records)]
         assert index not in found, f"request {index} was logged under two request ids"
         found.add(index)
         request = served[index]
-        assert len({r["request_time"] for r in records}) == 1
-        logged: dict[tuple[int, int, str], dict[str, Any]] = {}
-        for r in records:
-            key = json.loads(r["entity_key"])
-            assert set(key) == set(JOIN_KEYS)
-            where = (key["user_id"], key["video_id"], r["feature_view"])
-            assert where not in logged, f"{where} logged twice in request {index}"
-            logged[where] = r
-        expected = request.expected()
-        assert sorted(logged) == sorted(expected), f"request {index}: logged rows differ"
-        for where, r in logged.items():
-            user, video, view = where
-            cells = decode_features(r["features"])
-            want = expected[where]
-            assert {f: c.value for f, c in cells.items()} == {f: v for f, (v, _) in want.items()}
-            assert {f: c.status for f, c in cells.items()} == {f: s for f, (_, s) in want.items()}
+        assert len({r["request_time"] for _, r in records}) == 1
+        logged = Counter(log_item(r, view, features_of[view]) for view, r in records)
+        expected = request.expected(repo, types)
+        assert logged == expected, (
+            f"request {index}: logged rows differ\n missing: {expected - logged}\n"
+            f" unexpected: {logged - expected}"
+        )
+        for view, r in records:
+            asked = {f for f in features_of[view] if r.get(f"status:{f}") is not None}
             if reports_not_found:
-                status = expected_status(view, user, video)
-                assert {c.status for c in cells.values()} == {status}, where
-            for feature, cell in cells.items():
+                status = expected_status(view, *_user_video(r, view, request))
+                assert {r[f"status:{f}"] for f in asked} == {status}, (view, r)
+            for feature in asked:
+                value = r[f"value:{feature}"]
                 declared = types[(view, feature)]
-                assert cell.declared_type == declared
-                online = "null" if cell.value is None else ONLINE_TYPE_OF[declared]
-                assert cell.online_type == online, (where, feature)
+                kind = r[f"kind:{feature}"]
+                assert kind == (None if value is None else KIND_OF[declared]), (view, feature)
                 # The same value of a feature always hashes the same.
-                hash_key = (view, feature, repr(cell.value))
-                assert value_hashes.setdefault(hash_key, cell.value_hash) == cell.value_hash
-            if view == ON_DEMAND_VIEW or all(c.value is None for c in cells.values()):
-                assert r["event_time"] is None, where
-            else:
-                assert r["event_time"] == repo.snapshot_time, where
-            assert r["feature_service"] == request.service
-            assert r["log_version"] == 1
-            assert r["seed"] == SEED
+                hash_key = (view, feature, repr(value))
+                assert (
+                    value_hashes.setdefault(hash_key, r[f"hash:{feature}"]) == r[f"hash:{feature}"]
+                )
     if complete:
         assert found == set(range(len(served))), "some served requests are not in the log"
     return found
 
 
-def flush_and_read(store: FeatureStore, url: str) -> tuple[dict[str, int], list[dict[str, Any]]]:
+def _user_video(row: dict[str, Any], view: str, request: Served) -> tuple[int, int]:
+    user = row.get("key:user_id", request.user)
+    video = row.get("key:video_id", FIRST_VIDEO)  # user_engagement rows: the video is moot
+    return user, video
+
+
+def expected_status(view: str, user: int, video: int) -> int:
+    if view == "user_engagement":
+        return PRESENT if FIRST_USER <= user < FIRST_USER + USERS else NOT_FOUND
+    if view == "video_stats":
+        return PRESENT if FIRST_VIDEO <= video < FIRST_VIDEO + VIDEOS else NOT_FOUND
+    return PRESENT  # the on-demand view is computed for every row
+
+
+def flush_and_read(
+    store: FeatureStore, sink: Sink
+) -> tuple[dict[str, int], dict[str, list[dict[str, Any]]]]:
     provider = store._get_provider()
     assert isinstance(provider, ParityProvider)
     assert provider.flush_samples(timeout=60), "sample writer did not drain"
-    return provider.parity_stats(), read_samples(url).to_pylist()
+    return provider.parity_stats(), sink.by_view()
+
+
+def total(log: dict[str, list[Any]]) -> int:
+    return sum(len(rows) for rows in log.values())
+
+
+def assert_batches_record_the_settings(
+    sink: Sink, types: dict[tuple[str, str], str], sample_rate: float
+) -> None:
+    """Each raw batch says its log version, its view's declared types, rate and seed."""
+    batches = sink.batches()
+    assert batches, "nothing was written"
+    for batch in batches:
+        version, view, declared = batch_meta(batch)
+        assert version == LOG_VERSION == 3
+        want = {f: t for (v, f), t in types.items() if v == view}
+        assert {f: declared[f] for f in want} == want, view
+        assert set(batch.column("sample_rate").to_pylist()) == {sample_rate}
+        assert set(batch.column("seed").to_pylist()) == {SEED}
 
 
 # --- 1. every served row, exactly as served --------------------------------------------------
 
 
+@pytest.mark.parametrize("sink_kind", SINKS)
 def test_rate_one_logs_exactly_what_every_caller_received(
-    demo_repo: DemoRepo, open_store: OpenStore
+    demo_repo: DemoRepo, open_store: OpenStore, tmp_path: Path, sink_kind: str
 ) -> None:
-    # Relative SQLite URL: must land in the repo's data/ directory, not in the cwd.
-    store = open_store(sample_rate=1.0, store_url="sqlite:///data/parity_rate_one.db")
-    url = f"sqlite:///{demo_repo.path / 'data' / 'parity_rate_one.db'}"
+    if sink_kind == "sql":
+        # Relative SQLite URL: must land in the repo's data/ directory, not in the cwd.
+        url = f"sqlite:///{demo_repo.path / 'data' / 'parity_rate_one.db'}"
+        sink = Sink(
+            "sql", url, None, {"store_url": "sqlite:///data/parity_rate_one.db", "parity_extra": {}}
+        )
+    else:
+        # Relative Parquet location: must land in the repo's data/ directory too.
+        sink = make_sink("parquet", tmp_path, repo=demo_repo.path, name="samples_rate_one")
+    store = open_store(sink, sample_rate=1.0)
     columns = service_columns(store)
     assert {view for view, _ in columns.values()} == VIEWS
     types = declared_types(store)
@@ -328,45 +468,126 @@ def test_rate_one_logs_exactly_what_every_caller_received(
     ctr = served[0].got["click_through_rate"]
     assert all(v == float(np.float32(v)) for v in ctr), "click_through_rate is float32"
 
-    stats, log = flush_and_read(store, url)
+    stats, log = flush_and_read(store, sink)
     served_rows = sum(len(s.rows) for s in served)
     assert assert_log_matches(log, served, demo_repo, types) == set(range(len(served)))
-    assert len({r["request_id"] for r in log}) == len(served)
-    assert len(log) == sum(len(s.expected()) for s in served)
-    assert {r["sample_rate"] for r in log} == {1.0}
+    request_ids = {r["request_id"] for rows in log.values() for r in rows}
+    assert len(request_ids) == len(served)
+    assert total(log) == sum(s.log_rows() for s in served)
+    assert_batches_record_the_settings(sink, types, 1.0)
     assert stats["sampled_rows"] == stats["written_rows"] == served_rows
-    assert stats["written_log_rows"] == len(log)
+    assert stats["written_log_rows"] == total(log)
     assert stats["dropped_rows"] == stats["hook_errors"] == stats["store_errors"] == 0
 
-    # The typed per-view reader sees the same values.
-    wide = read_feature_samples(url, "video_stats").to_pylist()
+    if sink_kind == "parquet":
+        # one dataset partitioned by view and hour, in the repo; nothing in the SQL store
+        root = Path(sink.sample_log or "")
+        assert root.is_dir() and root.parent == demo_repo.path / "data"
+        partitions = {p.parent.parent.name for p in root.rglob("*.parquet")}
+        assert partitions == {f"feature_view={v}" for v in VIEWS}
+        hours = {p.parent.name for p in root.rglob("*.parquet")}
+        assert all(h.startswith("hour=") and len(h) == len("hour=2026-01-01T00") for h in hours)
+        assert sink.sql_batch_count() == 0
+    else:
+        assert (demo_repo.path / "data" / "parity_rate_one.db").exists()
+
+    # Per view, the reader's typed columns hold what was served.
     got_popularity = Counter(
-        (s.user, row["video_id"], s.got[name][j])
+        (row["video_id"], s.got[name][j])
         for s in served
         for name in s.columns
         if s.columns[name] == ("video_stats", "popularity")
         for j, row in enumerate(s.rows)
     )
-    assert Counter((w["user_id"], w["video_id"], w["popularity"]) for w in wide) == got_popularity
-    signals = read_feature_samples(url, ON_DEMAND_VIEW).to_pylist()
+    assert (
+        Counter((w["key:video_id"], w["value:popularity"]) for w in log["video_stats"])
+        == got_popularity
+    )
+    signals = log[ON_DEMAND_VIEW]
     with_signals = [s for s in served if ON_DEMAND_VIEW in {v for v, _ in s.columns.values()}]
     assert len(with_signals) >= 30
     assert len(signals) == 10 * len(with_signals)
     assert {w["event_time"] for w in signals} == {None}
-    assert {w["affinity_score__status"] for w in signals} == {PRESENT}
+    assert {w["status:affinity_score"] for w in signals} == {PRESENT}
 
 
-# --- 2. sampling at 0.1 is the documented deterministic sample --------------------------------
+# --- 2. a request records status only for the features it asked for -------------------------
+
+
+@pytest.mark.parametrize("sink_kind", SINKS)
+def test_each_row_records_status_only_for_the_features_its_request_asked_for(
+    demo_repo: DemoRepo, open_store: OpenStore, tmp_path: Path, sink_kind: str
+) -> None:
+    """A service projecting subsets of two views (``view[["a", "b"]]``), a request by refs of
+    the same views' other features, and the full service, all in one batch: each log row has a
+    status for exactly the features its own request asked for, NULL for the others."""
+    sink = make_sink(sink_kind, tmp_path)
+    store = open_store(sink, sample_rate=1.0)
+    types = declared_types(store)
+    subset_columns = service_columns(store, SUBSET_SERVICE)
+    assert subset_columns == {
+        "click_through_rate": ("user_engagement", "click_through_rate"),
+        "country": ("user_engagement", "country"),
+        "popularity": ("video_stats", "popularity"),
+    }
+    refs = ["user_engagement:sessions", "user_engagement:device", "video_stats:category"]
+    ref_columns = {ref.split(":")[1]: tuple(ref.split(":")) for ref in refs}
+    rng = np.random.default_rng(11)
+    served = []
+    for i in range(3):
+        rows = ranking_rows(rng, FIRST_USER + 120 + i, unknown_video=i == 1)
+        response = store.get_online_features(
+            store.get_feature_service(SUBSET_SERVICE), entity_rows=rows
+        )
+        served.append(Served.of(rows, response, subset_columns, SUBSET_SERVICE))
+        rows = ranking_rows(rng, FIRST_USER + 130 + i)
+        response = store.get_online_features(refs, entity_rows=rows)
+        served.append(Served.of(rows, response, ref_columns, None))
+        rows = ranking_rows(rng, FIRST_USER + 140 + i)
+        response = store.get_online_features(store.get_feature_service(SERVICE), entity_rows=rows)
+        served.append(Served.of(rows, response, service_columns(store), SERVICE))
+
+    stats, log = flush_and_read(store, sink)
+    assert stats["sampled_rows"] == stats["written_rows"] == 90
+    assert stats["dropped_rows"] == stats["hook_errors"] == 0
+    assert assert_log_matches(log, served, demo_repo, types) == set(range(len(served)))
+
+    asked_by_user = {
+        s.user: {v: {f for vv, f in s.columns.values() if vv == v} for v in VIEWS} for s in served
+    }
+    records: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for view, rows in log.items():
+        for r in rows:
+            records[r["request_id"]].append((view, r))
+    user_of = {request_id: request_user(rs) for request_id, rs in records.items()}
+    for view in ("user_engagement", "video_stats"):
+        features = [f for (v, f) in types if v == view]
+        kinds_seen = set()
+        for row in log[view]:
+            user = user_of[row["request_id"]]
+            asked = asked_by_user[user][view]
+            with_status = {f for f in features if row.get(f"status:{f}") is not None}
+            assert with_status == asked, (view, user, row)
+            for f in set(features) - asked:
+                assert row.get(f"value:{f}") is None and row.get(f"kind:{f}") is None
+            kinds_seen.add(frozenset(asked))
+        # the three kinds of request met in the same view's log (one batch per flush)
+        assert len(kinds_seen) == 3, (view, kinds_seen)
+    assert stats["written_log_rows"] == total(log) == 3 * (20 + 20 + 30)
+    assert len(log[ON_DEMAND_VIEW]) == 30  # only the full service reads the on-demand view
+
+
+# --- 3. sampling at 0.1 is the documented deterministic sample --------------------------------
 
 
 def test_rate_tenth_samples_exactly_the_predicted_keys(
     demo_repo: DemoRepo, open_store: OpenStore, tmp_path: Path
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'samples.db'}"
-    store = open_store(sample_rate=0.1, seed=SEED, store_url=url)
+    sink = make_sink("sql", tmp_path)
+    store = open_store(sink, sample_rate=0.1, seed=SEED)
     service = store.get_feature_service(SERVICE)
     rng = np.random.default_rng(2024)
-    served = Counter()
+    served: Counter[tuple[int, int]] = Counter()
     for _ in range(400):
         rows = demo.request_rows(rng, 10, USERS, VIDEOS)
         store.get_online_features(service, entity_rows=rows)
@@ -381,37 +602,43 @@ def test_rate_tenth_samples_exactly_the_predicted_keys(
     assert n > 3000, "the test needs many distinct (user, video) pairs"
     assert abs(len(predicted) - 0.1 * n) <= 5 * math.sqrt(n * 0.1 * 0.9)
 
-    stats, log = flush_and_read(store, url)
+    stats, log = flush_and_read(store, sink)
     expected_rows = sum(served[pair] for pair in predicted)
     assert stats["sampled_rows"] == stats["written_rows"] == expected_rows
     assert stats["dropped_rows"] == stats["hook_errors"] == 0
     # Served rows: a key served m times adds m or 0, so the variance is sum(m**2) * p * (1 - p).
     row_sigma = math.sqrt(sum(m * m for m in served.values()) * 0.1 * 0.9)
     assert abs(expected_rows - 0.1 * served.total()) <= 5 * row_sigma
-    for view in VIEWS:
-        logged = Counter(
-            (key["user_id"], key["video_id"])
-            for key in (json.loads(r["entity_key"]) for r in log if r["feature_view"] == view)
-        )
-        assert set(logged) == predicted, view
-        # Every served occurrence of a sampled key is logged, once per view.
-        assert logged == Counter({pair: served[pair] for pair in predicted}), view
-    assert {r["sample_rate"] for r in log} == {0.1}
+    # The on-demand view is keyed by both join keys: exactly the predicted pairs, each served
+    # occurrence once. The batch views are keyed by their own key: the same rows, projected.
+    logged_pairs = Counter(view_key(r, ON_DEMAND_VIEW) for r in log[ON_DEMAND_VIEW])
+    assert set(logged_pairs) == predicted
+    assert logged_pairs == Counter({pair: served[pair] for pair in predicted})
+    for view, position in (("user_engagement", 0), ("video_stats", 1)):
+        logged = Counter(view_key(r, view)[0] for r in log[view])
+        want: Counter[int] = Counter()
+        for pair in predicted:
+            want[pair[position]] += served[pair]
+        assert logged == want, view
+    assert {r for b in sink.batches() for r in b.column("sample_rate").to_pylist()} == {0.1}
 
 
 def test_disabled_block_samples_nothing(open_store: OpenStore, tmp_path: Path) -> None:
     db = tmp_path / "never.db"
     store = open_store(
-        sample_rate=1.0, store_url=f"sqlite:///{db}", parity_extra={"enabled": False}
+        sample_rate=1.0,
+        store_url=f"sqlite:///{db}",
+        parity_extra={"enabled": False, "sample_log": str(tmp_path / "never")},
     )
     rows = ranking_rows(np.random.default_rng(5), FIRST_USER)
     got = store.get_online_features(store.get_feature_service(SERVICE), entity_rows=rows)
     assert got.to_dict()["user_id"] == [FIRST_USER] * 10
     assert store._get_provider().parity_stats()["sampled_rows"] == 0
     assert not db.exists()
+    assert not (tmp_path / "never").exists()
 
 
-# --- 3. the async path ------------------------------------------------------------------------
+# --- 4. the async path ------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -434,10 +661,10 @@ def test_async_reads_are_sampled(
     tmp_path: Path,
 ) -> None:
     # Feast's SQLite online store has no async reads; Redis has, keyed by our own project.
-    url = f"sqlite:///{tmp_path / 'samples.db'}"
+    sink = make_sink("sql", tmp_path)
     store = open_store(
+        sink,
         sample_rate=1.0,
-        store_url=url,
         online_store={"type": "redis", "connection_string": redis_connection},
     )
     now = datetime.now(timezone.utc)
@@ -471,7 +698,7 @@ def test_async_reads_are_sampled(
             reference = plain_store.get_online_features(plain_service, entity_rows=request.rows)
             assert request.got == reference.to_dict()
 
-        stats, log = flush_and_read(store, url)
+        stats, log = flush_and_read(store, sink)
         # Feast's Redis store answers PRESENT (with null values) for unknown entities: the log
         # must record that status, as the caller received it.
         types = declared_types(store)
@@ -484,7 +711,7 @@ def test_async_reads_are_sampled(
         )
 
 
-# --- 4. serving survives a broken or stalled sample store --------------------------------------
+# --- 5. serving survives a broken or stalled sample store --------------------------------------
 
 
 def test_unreachable_store_drops_samples_and_serves_like_plain_feast(
@@ -518,8 +745,8 @@ def test_unreachable_store_drops_samples_and_serves_like_plain_feast(
 def test_stalled_writer_drops_on_full_queue_and_catches_up(
     demo_repo: DemoRepo, open_store: OpenStore, plain_store: FeatureStore, tmp_path: Path
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'samples.db'}"
-    store = open_store(sample_rate=1.0, store_url=url, parity_extra={"queue_size": 2})
+    sink = make_sink("sql", tmp_path)
+    store = open_store(sink, sample_rate=1.0, parity_extra={"queue_size": 2})
     provider = store._get_provider()
     assert isinstance(provider, ParityProvider)
     columns = service_columns(store)
@@ -545,25 +772,27 @@ def test_stalled_writer_drops_on_full_queue_and_catches_up(
     assert stalled["dropped_queue_full"] % 10 == 0
     assert stalled["sampled_rows"] == 120
 
-    stats, log = flush_and_read(store, url)
+    stats, log = flush_and_read(store, sink)
     assert stats["sampled_rows"] == 120
     assert stats["written_rows"] + stats["dropped_rows"] == stats["sampled_rows"]
     assert stats["dropped_rows"] == stats["dropped_queue_full"] == stalled["dropped_queue_full"]
     assert stats["written_rows"] >= 2 * 10  # the two queued requests
-    distinct_rows = {(r["request_id"], r["entity_key"]) for r in log}
+    # one on-demand row per written entity row (it is keyed by both join keys)
+    distinct_rows = {(r["request_id"], view_key(r, ON_DEMAND_VIEW)) for r in log[ON_DEMAND_VIEW]}
     assert len(distinct_rows) == stats["written_rows"]
-    assert len(log) == stats["written_log_rows"] == 3 * stats["written_rows"]
+    assert total(log) == stats["written_log_rows"] == 3 * stats["written_rows"]
     found = assert_log_matches(log, served, demo_repo, declared_types(store), complete=False)
     assert len(found) * 10 == stats["written_rows"]
 
 
-# --- 5. PostgreSQL sample store ---------------------------------------------------------------
+# --- 6. PostgreSQL sample store ---------------------------------------------------------------
 
 
 def test_postgres_sample_store_logs_what_was_served(
-    postgres_url: str, demo_repo: DemoRepo, open_store: OpenStore
+    postgres_url: str, demo_repo: DemoRepo, open_store: OpenStore, tmp_path: Path
 ) -> None:
-    store = open_store(sample_rate=1.0, store_url=postgres_url)
+    sink = make_sink("sql", tmp_path, store_url=postgres_url)
+    store = open_store(sink, sample_rate=1.0)
     columns = service_columns(store)
     service = store.get_feature_service(SERVICE)
     rng = np.random.default_rng(7)
@@ -588,14 +817,16 @@ def test_postgres_sample_store_logs_what_was_served(
         )
     )
 
-    stats, log = flush_and_read(store, postgres_url)
-    assert_log_matches(log, served, demo_repo, declared_types(store))
-    assert len(log) == 8 * 10 * 3 + 10 * 2
+    stats, log = flush_and_read(store, sink)
+    types = declared_types(store)
+    assert_log_matches(log, served, demo_repo, types)
+    assert total(log) == 8 * 10 * 3 + 10 * 2
     assert stats["sampled_rows"] == stats["written_rows"] == 90
-    assert stats["written_log_rows"] == len(log)
+    assert stats["written_log_rows"] == total(log)
     assert stats["dropped_rows"] == stats["hook_errors"] == 0
-    wide = read_feature_samples(postgres_url, "user_engagement").to_pylist()
-    assert Counter((w["user_id"], w["click_through_rate"]) for w in wide) == Counter(
+    assert_batches_record_the_settings(sink, types, 1.0)
+    wide = sink.rows("user_engagement")
+    assert Counter((w["key:user_id"], w["value:click_through_rate"]) for w in wide) == Counter(
         (s.user, v)
         for s in served
         for name, (view, feature) in s.columns.items()
@@ -610,14 +841,15 @@ def test_postgres_sample_store_logs_what_was_served(
 def test_sampled_rows_without_feature_columns_are_accounted_for(
     open_store: OpenStore, tmp_path: Path
 ) -> None:
-    store = open_store(sample_rate=1.0, store_url=f"sqlite:///{tmp_path / 'samples.db'}")
+    sink = make_sink("sql", tmp_path)
+    store = open_store(sink, sample_rate=1.0)
     rows = ranking_rows(np.random.default_rng(8), FIRST_USER + 250)
     got = store.get_online_features(
         ["ranking_signals:affinity_score"], entity_rows=rows, full_feature_names=True
     ).to_dict()
     if set(got) != set(JOIN_KEYS):
         pytest.skip("Feast now serves python on-demand outputs under full_feature_names")
-    stats, log = flush_and_read(store, f"sqlite:///{tmp_path / 'samples.db'}")
-    assert log == []
+    stats, log = flush_and_read(store, sink)
+    assert total(log) == 0
     assert stats["sampled_rows"] == 10
     assert stats["written_rows"] + stats["dropped_rows"] == stats["sampled_rows"]

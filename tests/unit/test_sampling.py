@@ -1,4 +1,10 @@
-"""Tests of deterministic entity sampling (feast_parity.parity.sampling)."""
+"""Deterministic entity sampling (feast_parity.parity.sampling).
+
+Whether an entity row is sampled depends only on its canonical key bytes and the seed:
+``xxh3_64(canonical_entity_key, seed) < rate * 2**64``. The references below are written
+independently of the module (exact rational arithmetic, a regex for integer spellings), and
+the distribution is checked against binomial bounds.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from feast_parity.parity.sampling import (
     should_sample,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 N_ENTITIES = 100_000
 
 names = st.text(min_size=1, max_size=8)
@@ -313,6 +319,33 @@ def test_string_as_column_raises() -> None:
 
 def test_no_columns_no_rows() -> None:
     assert Sampler(0.5, 3).decide_rows({}) == []
+    assert Sampler(0.5, 3).sample_rows({}) == ([], [])
+
+
+@given(
+    st.integers(0, 12).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(-(2**40), 2**40), min_size=n, max_size=n),
+            st.lists(st.text(max_size=4), min_size=n, max_size=n),
+            st.lists(st.binary(max_size=3), min_size=n, max_size=n),
+        )
+    ),
+    seeds,
+    st.sampled_from([0.0, 0.3, 0.7, 1.0]),
+)
+def test_sample_rows_are_the_sampled_rows_with_their_canonical_keys(
+    columns: tuple[list[int], list[str], list[bytes]], seed: int, rate: float
+) -> None:
+    """What the serving hook uses: the indexes decide_rows marks, and the bytes of
+    canonical_entity_key for each of them (so the writer need not encode again)."""
+    users, names, blobs = columns
+    sampler = Sampler(rate, seed)
+    for rows in ({"user_id": users}, {"user_id": users, "name": names, "blob": blobs}):
+        chosen, keys = sampler.sample_rows(rows)
+        assert chosen == [i for i, hit in enumerate(sampler.decide_rows(rows)) if hit]
+        assert keys == [canonical_entity_key({k: c[i] for k, c in rows.items()}) for i in chosen]
+    with pytest.raises(EntityKeyError, match="different lengths"):
+        sampler.sample_rows({"a": [1, 2], "b": [1]})
 
 
 # --- distribution and determinism ---------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Tests for feast_parity.parity.detectors.
+"""Change-point detectors (feast_parity.parity.detectors): Page-Hinkley, CUSUM and EWMA.
 
-The reference values come from river's own doctests and test suite
+The alert engine can run one of these over a stored metric to catch a sustained shift inside
+the sigma band. The reference values come from river's own doctests and test suite
 (river/drift/page_hinkley.py, river/drift/cusum.py, river/drift/ewma.py and
-river/drift/test_drift_detectors.py); they must reproduce exactly.
+river/drift/test_drift_detectors.py); they must reproduce exactly. The behaviour tests after
+them pin resets, direction, warm-up and the argument checks.
 """
 
 from __future__ import annotations

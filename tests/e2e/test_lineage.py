@@ -11,10 +11,11 @@ from feast import FeatureStore
 
 from feast_parity import demo, lineage, training_gate
 from feast_parity.cli import main as cli
-from feast_parity.parity import lineage as stored
 from feast_parity.plugin.check import run_check
-from feast_parity.plugin.lineage import LineageError, TrainingGateError
+from feast_parity.plugin.errors import LineageError
+from feast_parity.plugin.lineage import TrainingGateError
 from feast_parity.plugin.registry import describe_view
+from feast_parity.store import datasets as stored
 
 TRAIN_REFS = ["user_engagement:click_through_rate", "user_engagement:country"]
 
@@ -45,9 +46,9 @@ def serve_users(repo, requests, seed=0):
 
 
 def engine_of(repo):
-    from feast_parity.parity.samplelog import create_engine
+    from feast_parity.store.engine import open_store
 
-    return create_engine(f"sqlite:///{repo}/data/parity.db")
+    return open_store(f"sqlite:///{repo}/data/parity.db")
 
 
 def test_freshness_reports_a_view_materialized_three_days_ago(build_repo, tmp_path, capsys):
@@ -56,6 +57,7 @@ def test_freshness_reports_a_view_materialized_three_days_ago(build_repo, tmp_pa
     demo.materialize(repo, end=now - timedelta(days=3), views=["user_engagement"], days=6)
     demo.materialize(repo, end=now, views=["video_stats"], days=6)
     out = tmp_path / "fresh.json"
+    capsys.readouterr()  # what materialize printed
     code = cli(["freshness", "--repo", str(repo), "--json", str(out)])
     assert code == 1
     views = {v["feature_view"]: v for v in json.loads(out.read_text())["feature_views"]}
@@ -143,8 +145,10 @@ def test_bad_input_gives_clear_messages(build_repo, capsys):
         lineage(repo, ["nope:x"])
     with pytest.raises(LineageError, match="view 'user_engagement' has"):
         lineage(repo, ["user_engagement:nope"])
+    capsys.readouterr()
     assert cli(["lineage", "user_engagement:nope", "--repo", str(repo)]) == 2
-    assert "unknown feature ref" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown feature ref" in err and len(err.strip().splitlines()) == 1, err
     # no training record: said plainly, not an error
     assert cli(["lineage", "user_engagement:country", "--repo", str(repo)]) == 0
     assert "never (no training dataset recorded" in capsys.readouterr().out
@@ -157,6 +161,7 @@ def test_bad_input_gives_clear_messages(build_repo, capsys):
     assert cli(["freshness", "--repo", str(repo)]) == 2
     err = capsys.readouterr().err
     assert "user_engagement" in err and "parity.freshness_slo" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_training_example_refuses_then_trains_after_a_clean_check(build_repo):
@@ -164,7 +169,7 @@ def test_training_example_refuses_then_trains_after_a_clean_check(build_repo):
     import sys
     from pathlib import Path
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "train_with_gate.py"
+    example = Path(__file__).resolve().parents[2] / "examples" / "train_with_gate.py"
     repo = build_repo(sample_rate=1.0)
     refused = subprocess.run(
         [sys.executable, str(example), "--repo", str(repo)],

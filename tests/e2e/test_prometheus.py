@@ -1,5 +1,8 @@
 """Prometheus: the serving hook's counters (in-process registry and Feast's own metrics server)
-and the textfile export of the latest stored run. Real repo, real serving, real parser."""
+and the textfile export of the latest stored run. Real repo, real serving, real parser.
+
+Ported from tests/test_prometheus.py (log format v3, store/ and parity/ split): the stored runs
+of the export test are built here (``report``), not imported from another test module."""
 
 from __future__ import annotations
 
@@ -8,9 +11,11 @@ import re
 import socket
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from feast import FeatureStore
 from feast import metrics as feast_metrics
@@ -20,14 +25,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from feast_parity import demo
 from feast_parity.cli import main as cli
-from feast_parity.parity.alerts import AlertRules, evaluate, store_alerts
-from feast_parity.parity.results import load_runs, store_run
-from feast_parity.parity.samplelog import create_engine
+from feast_parity.parity.alerts import AlertRules, evaluate
+from feast_parity.parity.report import run_id_for
 from feast_parity.plugin import metrics
+from feast_parity.store.alerts import store_alerts
+from feast_parity.store.engine import open_store
+from feast_parity.store.runs import load_runs, store_run
 from tests.faults import now_hour
-from tests.test_alerts import PROJECT, WATCH, report
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "examples" / "grafana_dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "examples" / "grafana_dashboard.json"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -167,12 +173,71 @@ def _children() -> list[Any]:
 
 # --- textfile export -----------------------------------------------------------------------------
 
+PROJECT = "video_recs"
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+WATCH = "user_engagement:watch_minutes"
+FEATURES = [WATCH, "user_engagement:click_through_rate", "video_stats:popularity"]
+
+
+def report(i: int, values: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Stored run ``i`` (the report contract's fields): window [T0 + i h, T0 + (i+1) h), PSI
+    ~ 0.02, lag p99 ~ 1 h; ``values`` overrides metrics per feature (or per view, with
+    ``served_p99``)."""
+    values = values or {}
+    rng = np.random.default_rng(1000 + i)
+    start = T0 + timedelta(hours=i)
+    end = start + timedelta(hours=1)
+    features = []
+    for name in FEATURES:
+        row = {
+            "feature": name,
+            "feature_view": name.split(":")[0],
+            "compared": 500,
+            "mismatch_rate": 0.0,
+            "stale_rate": 0.0,
+            "silent_default_rate": 0.0,
+            "online_null_rate": round(0.010 + rng.normal(0, 0.001), 5),
+            "offline_null_rate": 0.0,
+            "psi": round(0.02 + rng.normal(0, 0.004), 5),
+            "ks_statistic": 0.03,
+            "ks_pvalue": 0.8,
+            "schema": {"declared": "Float64", "online": "float64", "offline": "float64"},
+            "status": "ok",
+        }
+        row.update(values.get(name, {}))
+        features.append(row)
+    views = []
+    for view in ("user_engagement", "video_stats"):
+        p99 = values.get(view, {}).get("served_p99", 3600 + rng.normal(0, 60))
+        views.append(
+            {
+                "feature_view": view,
+                "served_lag_seconds": {"p50": 1800.0, "p95": 3000.0, "p99": p99},
+                "materialization_lag_seconds": 900.0,
+                "source_lag_seconds": 600.0,
+                "slo_seconds": 43200.0,
+                "status": "ok",
+            }
+        )
+    return {
+        "schema_version": 1,
+        "run_id": run_id_for(PROJECT, start, end),
+        "project": PROJECT,
+        "generated_at": end.isoformat(),
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        "samples": 1500,
+        "status": "ok",
+        "features": features,
+        "feature_views": views,
+        "findings": [],
+    }
+
 
 def _repo_with_runs(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
     repo = tmp_path / "repo"
     repo.mkdir()
     demo.write_config(repo)
-    engine = create_engine(f"sqlite:///{repo / 'data' / 'parity.db'}")
+    engine = open_store(f"sqlite:///{repo / 'data' / 'parity.db'}")
     latest = {
         WATCH: {"psi": 0.31, "mismatch_rate": 0.02, "status": "fail"},
         "video_stats": {"served_p99": 50_000.0},
@@ -220,7 +285,7 @@ def test_export_writes_the_latest_run_as_parseable_gauges(
     assert value(samples, "feast_parity_materialization_lag_seconds", **vs) == 900
     end = latest["window"]["end"]
     assert value(samples, "feast_parity_run_window_end_timestamp_seconds", project=PROJECT) == (
-        __import__("datetime").datetime.fromisoformat(end).timestamp()
+        datetime.fromisoformat(end).timestamp()
     )
     assert value(samples, "feast_parity_run_status", project=PROJECT) == 3
     assert (
@@ -249,7 +314,7 @@ def test_export_writes_the_latest_run_as_parseable_gauges(
     )
 
     # a newer run replaces the file's values (rename over the old file)
-    engine = create_engine(f"sqlite:///{repo / 'data' / 'parity.db'}")
+    engine = open_store(f"sqlite:///{repo / 'data' / 'parity.db'}")
     store_run(engine, report(12))
     engine.dispose()
     assert cli(["export", "--repo", str(repo), "--prometheus", str(out)]) == 0

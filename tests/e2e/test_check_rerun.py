@@ -23,11 +23,14 @@ def stable(report: dict) -> dict:
 
 def counts(repo) -> dict[str, int]:
     engine = sa.create_engine(f"sqlite:///{repo}/data/parity.db")
-    with engine.connect() as conn:
-        return {
-            table: conn.execute(sa.text(f"select count(*) from {table}")).scalar()
-            for table in ("parity_runs", "parity_feature_metrics", "parity_view_metrics")
-        }
+    try:
+        with engine.connect() as conn:
+            return {
+                table: conn.execute(sa.text(f"select count(*) from {table}")).scalar()
+                for table in ("parity_runs", "parity_feature_metrics", "parity_view_metrics")
+            }
+    finally:
+        engine.dispose()
 
 
 def test_check_killed_mid_run_then_rerun_is_idempotent(build_repo):
@@ -51,10 +54,12 @@ def test_check_killed_mid_run_then_rerun_is_idempotent(build_repo):
                   now=datetime.fromisoformat({now!r}))
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    lines = [child.stdout.readline(), child.stdout.readline()]
-    assert all(line.startswith("chunk") for line in lines), lines
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=30)
+    try:
+        lines = [child.stdout.readline(), child.stdout.readline()]
+        assert all(line.startswith("chunk") for line in lines), lines
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
     assert counts(repo)["parity_runs"] == 0  # nothing half-stored
 
     fixed_now = datetime.fromisoformat(now)
@@ -65,6 +70,7 @@ def test_check_killed_mid_run_then_rerun_is_idempotent(build_repo):
     assert counts(repo) == after_first
     assert after_first["parity_runs"] == 1
     assert after_first["parity_feature_metrics"] == len(first["features"])
+    assert after_first["parity_view_metrics"] == len(first["feature_views"])
     # chunking does not change the report either (bins are fixed from the first 50,000 offline
     # values whatever the chunk size)
     whole = run_check(repo, until=until, now=fixed_now, store_results=False)

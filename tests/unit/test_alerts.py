@@ -1,36 +1,34 @@
-"""Alert rules over a synthetic history of stored runs (real SQLite store, no mocks).
+"""Alert rules over a synthetic history of check runs (feast_parity.parity.alerts).
 
-Runs are hourly report dicts of the schema-1 contract, stored with ``results.store_run`` and read
-back with ``results.load_runs``; the KPI table is a CSV written here. Values are drawn from
-seeded generators, so every judgement below is deterministic.
+Runs are hourly report dicts of the schema-1 contract, as the parity store returns them; the
+KPI table is a CSV written here and read as the alerts command reads it. Values are drawn from
+seeded generators, so every judgement below is deterministic. Storing alerts and the alerts
+command over a real store are tests/e2e/test_alerts_e2e.py.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from feast_parity import demo
-from feast_parity.cli import main as cli
 from feast_parity.parity.alerts import (
     AlertRules,
+    KpiTable,
     SignalRule,
     evaluate,
     judge_signal,
-    load_alerts,
-    load_kpis,
+    kpi_table_from_frame,
     parity_series,
-    store_alerts,
 )
-from feast_parity.parity.report import render_html, run_id_for
-from feast_parity.parity.results import load_runs, store_run
-from feast_parity.parity.samplelog import create_engine
+from feast_parity.parity.report import run_id_for
 from feast_parity.plugin.config import ParityConfig, ParityConfigError
+from feast_parity.render import render_html
 
 PROJECT = "video_recs"
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
@@ -127,6 +125,11 @@ def alerts_of(evaluation: Any, signal: str = "psi") -> list[Any]:
     return [a for a in evaluation.alerts if a.signal == signal]
 
 
+def read_kpis(path: Path) -> KpiTable:
+    """The KPI CSV as ``parity.alerts.kpi_source`` is read (store.alerts.load_kpis)."""
+    return kpi_table_from_frame(pd.read_csv(path), "timestamp", None)
+
+
 # --- the four behaviours of the issue ----------------------------------------------------------
 
 
@@ -164,7 +167,7 @@ def test_a_kpi_shift_with_the_psi_jump_escalates_to_fail(tmp_path: Path) -> None
     jump = range(NORMAL, NORMAL + 4)
     reports = history(NORMAL + 4, jump=jump)
     rules = AlertRules()
-    shifted = load_kpis(str(write_kpis(tmp_path / "k.csv", NORMAL + 4, jump, click_through=0.8)))
+    shifted = read_kpis(write_kpis(tmp_path / "k.csv", NORMAL + 4, jump, click_through=0.8))
     (alert,) = evaluate(reports, rules, kpis=shifted).alerts
     assert alert.severity == "fail" and alert.peak_severity == "fail"
     assert [(c["signal"], c["kind"]) for c in alert.corroboration] == [
@@ -173,17 +176,17 @@ def test_a_kpi_shift_with_the_psi_jump_escalates_to_fail(tmp_path: Path) -> None
     assert alert.corroboration[0]["change_ratio"] == pytest.approx(-0.2, abs=0.05)
     assert "corroborated by click_through -2" in alert.message
     # a shift of the model's served score corroborates too
-    score = load_kpis(str(write_kpis(tmp_path / "s.csv", NORMAL + 4, jump, model_score=1.15)))
+    score = read_kpis(write_kpis(tmp_path / "s.csv", NORMAL + 4, jump, model_score=1.15))
     (alert,) = evaluate(reports, rules, kpis=score).alerts
     assert alert.severity == "fail" and alert.corroboration[0]["kind"] == "model_score"
     # an unshifted KPI table, or one signal kind short of escalate_min_kinds, stays a warning
-    flat = load_kpis(str(write_kpis(tmp_path / "f.csv", NORMAL + 4)))
+    flat = read_kpis(write_kpis(tmp_path / "f.csv", NORMAL + 4))
     assert evaluate(reports, rules, kpis=flat).alerts[0].severity == "warn"
     three = AlertRules(escalate_min_kinds=3)
     assert evaluate(reports, three, kpis=shifted).alerts[0].severity == "warn"
     # a KPI that moved long before the feature did corroborates nothing
-    early = load_kpis(
-        str(write_kpis(tmp_path / "e.csv", NORMAL + 4, range(2, NORMAL + 4), click_through=0.8))
+    early = read_kpis(
+        write_kpis(tmp_path / "e.csv", NORMAL + 4, range(2, NORMAL + 4), click_through=0.8)
     )
     assert evaluate(reports, rules, kpis=early).alerts[0].severity == "warn"
 
@@ -215,12 +218,8 @@ def test_the_alert_resolves_when_the_signal_returns_to_normal() -> None:
 def test_escalation_and_deescalation_follow_the_kpi(tmp_path: Path) -> None:
     jump = range(NORMAL, NORMAL + 8)
     reports = history(NORMAL + 8, jump=jump)
-    kpis = load_kpis(
-        str(
-            write_kpis(
-                tmp_path / "k.csv", NORMAL + 8, range(NORMAL + 3, NORMAL + 6), watch_time=0.7
-            )
-        )
+    kpis = read_kpis(
+        write_kpis(tmp_path / "k.csv", NORMAL + 8, range(NORMAL + 3, NORMAL + 6), watch_time=0.7)
     )
     (alert,) = evaluate(reports, AlertRules(), kpis=kpis).alerts
     assert [(e.event, e.severity) for e in alert.events] == [
@@ -302,77 +301,7 @@ def test_a_detector_catches_a_shift_inside_the_sigma_band() -> None:
     assert alert.first_abnormal_at >= reports[30]["window"]["end"]
 
 
-# --- state in the store, the command, the config -------------------------------------------------
-
-
-def test_alert_state_is_stored_idempotently(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'parity.db'}")
-    for r in history(NORMAL + 7, jump=range(NORMAL, NORMAL + 4)):
-        store_run(engine, r)
-    later = [report(i, {WATCH: {"psi": JUMP}}) for i in range(NORMAL + 7, NORMAL + 10)]
-    for r in later:
-        store_run(engine, r)
-    evaluation = evaluate(load_runs(engine, PROJECT), AlertRules())
-    store_alerts(engine, evaluation)
-    first = [a.to_dict() for a in load_alerts(engine, PROJECT)]
-    store_alerts(engine, evaluate(load_runs(engine, PROJECT), AlertRules()))
-    second = [a.to_dict() for a in load_alerts(engine, PROJECT)]
-    assert first == second and len(first) == 2
-    assert [a["state"] for a in first] == ["resolved", "open"]
-    assert [e["event"] for e in first[0]["events"]] == ["opened", "resolved"]
-    assert first == [a.to_dict() for a in evaluation.alerts]  # the round trip loses nothing
-    # re-storing a run (same window => same run id) does not duplicate anything
-    store_run(engine, later[-1])
-    store_alerts(engine, evaluate(load_runs(engine, PROJECT), AlertRules()))
-    assert [a.to_dict() for a in load_alerts(engine, PROJECT)] == first
-
-
-def _cli_repo(tmp_path: Path, alerts: dict[str, Any]) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    demo.write_config(repo, parity_extra={"alerts": alerts})
-    return repo
-
-
-def test_alerts_command_lists_open_and_resolved_and_exits_1_on_fail(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    repo = _cli_repo(tmp_path, {"kpi_source": "kpis.csv", "resolved_retention_hours": 48})
-    engine = create_engine(f"sqlite:///{repo / 'data' / 'parity.db'}")
-    total = NORMAL + 12
-    reports = history(total, jump=range(NORMAL, NORMAL + 4))  # resolves at NORMAL + 4
-    reports[-4:] = [report(i, {WATCH: {"psi": JUMP}}) for i in range(total - 4, total)]
-    for r in reports:
-        store_run(engine, r)
-    write_kpis(repo / "kpis.csv", total, range(total - 4, total), click_through=0.75)
-    assert cli(["alerts", "--repo", str(repo), "--json"]) == 1
-    out = json.loads(capsys.readouterr().out)
-    assert [(a["target"], a["severity"]) for a in out["open"]] == [(WATCH, "fail")]
-    assert [(a["target"], a["state"]) for a in out["resolved"]] == [(WATCH, "resolved")]
-    assert out["kpi_columns"] == ["click_through", "model_score", "watch_time"]
-    assert out["runs"] == total
-    stored = load_alerts(engine, PROJECT)
-    assert {a.alert_id for a in stored} == {a["alert_id"] for a in out["open"] + out["resolved"]}
-    assert cli(["alerts", "--repo", str(repo)]) == 1
-    text = capsys.readouterr().out
-    assert "1 open alert(s)" in text and "FAIL  psi" in text and "result: FAIL (exit 1)" in text
-    # the same history without the KPI shift: a warning only, exit 0
-    write_kpis(repo / "kpis.csv", total)
-    assert cli(["alerts", "--repo", str(repo)]) == 0
-    assert "WARN  psi" in capsys.readouterr().out
-
-
-def test_alerts_command_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo = _cli_repo(tmp_path, {"kpi_source": "missing.csv"})
-    assert cli(["alerts", "--repo", str(repo)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("feast-parity: error: alerts.kpi_source:") and err.count("\n") == 1
-    (repo / "kpis.csv").write_text("when,model_score\n2026-03-01T00:00:00Z,0.3\n")
-    (repo / "feature_store.yaml").write_text(
-        (repo / "feature_store.yaml").read_text().replace("missing.csv", "kpis.csv")
-    )
-    assert cli(["alerts", "--repo", str(repo)]) == 2
-    assert "alerts.kpi_time_column: no column 'timestamp'" in capsys.readouterr().err
+# --- the configuration block, the demo KPIs, the trend charts ----------------------------------
 
 
 def test_alert_config_defaults_and_validation() -> None:
@@ -408,7 +337,7 @@ def test_demo_writes_a_deterministic_hourly_kpi_csv(tmp_path: Path) -> None:
     a = demo.write_kpis(tmp_path / "a", end, days=2)
     b = demo.write_kpis(tmp_path / "b", end, days=2)
     assert a.read_text() == b.read_text()
-    kpis = load_kpis(str(a))
+    kpis = read_kpis(a)
     assert sorted(kpis.columns) == ["click_through", "model_score", "watch_time"]
     assert len(kpis.times) == 48 and np.all(np.diff(kpis.times) == 3600)
     assert kpis.times[-1] == end.timestamp()

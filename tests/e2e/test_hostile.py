@@ -3,7 +3,6 @@ long strings, NaN and infinities, list features; views added or removed after sa
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,7 +13,6 @@ import pytest
 from feast import FeatureStore
 
 from feast_parity import demo, read_samples
-from feast_parity.parity.samplelog import decode_features
 from feast_parity.plugin.check import run_check
 
 VIEW = "odd_ünïcode_view"
@@ -78,19 +76,21 @@ def test_odd_names_values_and_lists_are_logged_exactly_and_check_clean(odd_repo)
     assert store._get_provider().flush_samples()
     log = read_samples(f"sqlite:///{odd_repo}/data/parity.db")
     assert log.num_rows == 60 and set(log.column("feature_view").to_pylist()) == {VIEW}
-    by_user = {
-        json.loads(k)["user_id"]: decode_features(f)
-        for k, f in zip(log.column("entity_key").to_pylist(), log.column("features").to_pylist())
-    }
+    assert read_samples(f"sqlite:///{odd_repo}/data/parity.db", feature_view=VIEW).num_rows == 60
+    by_user = {record["key:user_id"]: record for record in log.to_pylist()}
+    assert set(by_user) == set(range(60))
     for i in range(60):
         for name in FEATURES:
-            logged, caller = by_user[i][name].value, got[name][i]
+            logged, caller = by_user[i][f"value:{name}"], got[name][i]
+            assert by_user[i][f"status:{name}"] == 1, (name, i)  # PRESENT
+            assert by_user[i][f"hash:{name}"] is not None, (name, i)
             if isinstance(caller, float) and math.isnan(caller):
                 assert math.isnan(logged)
             else:
                 assert logged == caller, (name, i)
-    assert by_user[0]["名前"].value == LONG
-    assert math.isinf(by_user[0]['semi;colon"--'].value)
+    assert by_user[0]["value:名前"] == LONG
+    assert math.isinf(by_user[0]['value:semi;colon"--'])
+    assert by_user[0]["kind:embedding"] == "double_list_val"
 
     report = run_check(odd_repo)
     assert [f for f in report["findings"] if f["severity"] != "ok"] == []
