@@ -185,7 +185,7 @@ class FeatureComparison:
         has_offline = outcomes.offline_row[index] & ~on_req.null
         # a row served from a row that exists online only (pushed, written online) is not a
         # default of the older offline value: it counts apart (online_only_rows)
-        offline_real = has_offline & ~outcomes.online_only[index]
+        offline_real = has_offline & ~outcomes.online_only[index] & ~outcomes.future[index]
         self.online_nulls += int(online_null.sum())
         self.offline_nulls += int((~has_offline).sum())
         self.offline_real += int(offline_real.sum())

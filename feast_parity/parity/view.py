@@ -16,6 +16,8 @@ outcome            rule (``t_s`` served event time, ``t_r`` request time, ``t_o`
 ``online_only``    served with an event time, but offline has no row at ``t_s`` and none newer
                    within ttl (pushed or written online only): not compared, counted
 ``not_found``      no requested feature of the row was found online
+``future``         ``t_s`` is after ``t_r`` (clock skew, future-dated writes): compared at ``t_s``
+                   only, never against the request-time row
 =================  ==========================================================================
 
 :class:`ViewComparison` keeps mergeable counters and reservoirs of these over the window.
@@ -55,6 +57,8 @@ class RowOutcomes:
     expired: np.ndarray
     online_only: np.ndarray
     not_found: np.ndarray
+    future: np.ndarray  # the served event time is after the request time (clock skew, future
+    # -dated writes): the request-time offline row cannot be the one that was served
     offline_row: np.ndarray  # offline has a point-in-time row at request time
     stale_lag: np.ndarray  # seconds, 0 where not stale
     age: np.ndarray  # seconds since the served event time at request, NaN without one
@@ -63,7 +67,7 @@ class RowOutcomes:
     def current(self) -> np.ndarray:
         """Rows served from the row offline considers current (not stale, expired or only
         online): where value differences are the values' own."""
-        return ~(self.stale | self.expired | self.online_only)
+        return ~(self.stale | self.expired | self.online_only | self.future)
 
 
 def seconds(micros: np.ndarray) -> np.ndarray:
@@ -94,9 +98,12 @@ def classify(served: ServedRows, offline: OfflineRows, ttl_seconds: float) -> Ro
         not_found = requested.any(0) & ~(requested & ~empty).any(0) & ~has_ts
     else:
         not_found = np.zeros(len(served), dtype=bool)
+    future = has_ts & (t_s > np.floor_divide(t_r, 1_000_000))
     lag = np.where(stale, (t_o - t_s).astype(np.float64), 0.0)
     age = np.where(has_ts, (t_r - served.event_time) / 1e6, np.nan)
-    return RowOutcomes(exact, stale, expired, online_only, not_found, has_offline, lag, age)
+    return RowOutcomes(
+        exact, stale, expired, online_only, not_found, future, has_offline, lag, age
+    )
 
 
 def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:
@@ -145,6 +152,7 @@ class ViewComparison:
     expired_rows: int = 0
     expired_not_stale: int = 0  # expired rows that offline had nothing newer for either
     online_only_rows: int = 0
+    future_rows: int = 0
     not_found_rows: int = 0
     offline_rows: int = 0  # rows the offline store had a point-in-time row for
     not_found_with_offline: int = 0  # NOT_FOUND online while offline had a row at t_r
@@ -178,6 +186,7 @@ class ViewComparison:
         self.expired_rows += int(outcomes.expired.sum())
         self.expired_not_stale += int((outcomes.expired & ~outcomes.stale).sum())
         self.online_only_rows += int(outcomes.online_only.sum())
+        self.future_rows += int(outcomes.future.sum())
         self.not_found_rows += int(outcomes.not_found.sum())
         self.offline_rows += int((outcomes.offline_row | outcomes.exact).sum())
         self.not_found_with_offline += int((outcomes.not_found & outcomes.offline_row).sum())
@@ -207,6 +216,7 @@ class ViewComparison:
             "expired_rows",
             "expired_not_stale",
             "online_only_rows",
+            "future_rows",
             "not_found_rows",
             "offline_rows",
             "not_found_with_offline",
@@ -237,6 +247,7 @@ class ViewComparison:
             "expired_not_stale_rate": None if self.on_demand else rate(self.expired_not_stale, self.rows),
             "online_only_rows": self.online_only_rows,
             "online_only_examples": list(self.online_only_examples),
+            "future_rows": self.future_rows,
             "not_found_rows": self.not_found_rows,
             "offline_rows": self.offline_rows,
             "not_found_rate": rate(self.not_found_rows, self.rows),

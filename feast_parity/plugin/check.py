@@ -198,8 +198,11 @@ class ParityCheck:
         started = time.perf_counter()
         keys_frame = pd.concat(distinct).drop_duplicates() if distinct and names else pd.DataFrame()
         keys = {k: keys_frame[k].to_numpy(dtype=object) for k in names}
+        source = info.view.batch_source
+        skip = {*info.join_keys, source.timestamp_field, source.created_timestamp_column}
+        features = sorted(f for f in info.declared if f not in skip)
         try:
-            self.reader.pull(info, sorted(info.declared), keys, oldest, self.since, self.until)
+            self.reader.pull(info, features, keys, oldest, self.since, self.until)
         except Exception as exc:
             self._note_once(
                 f"offline rows of {info.name} could not be pulled, so its features were "
@@ -345,6 +348,12 @@ class ParityCheck:
                 self._note_once(
                     f"the offline store returned no rows for {view_name} in this window; "
                     "its features cannot be compared"
+                )
+            if view.future_rows:
+                self.notes.append(
+                    f"{view.future_rows} served row(s) of {view_name} carry an event time after "
+                    "their request time (clock skew or future-dated writes): compared at their "
+                    "own event time only"
                 )
             if view.online_only_rows:
                 self.notes.append(

@@ -220,7 +220,7 @@ def _current_rows(n: int) -> RowOutcomes:
     """n rows, each with an offline row at the served event time, none stale or expired."""
     no = np.zeros(n, dtype=bool)
     yes = np.ones(n, dtype=bool)
-    return RowOutcomes(yes, no, no, no, no, yes, np.zeros(n), np.zeros(n))
+    return RowOutcomes(yes, no, no, no, no, no, yes, np.zeros(n), np.zeros(n))
 
 
 def test_fill_values_of_the_feature_apply_to_cohorts() -> None:

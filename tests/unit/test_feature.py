@@ -103,6 +103,7 @@ def outcomes(n: int, **masks: Any) -> RowOutcomes:
         expired=mask("expired", False),
         online_only=mask("online_only", False),
         not_found=mask("not_found", False),
+        future=mask("future", False),
         offline_row=mask("offline_row", True),
         stale_lag=lag,
         age=np.zeros(n),
