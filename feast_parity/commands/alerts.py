@@ -18,9 +18,10 @@ from feast_parity.commands.options import json_option, repo_option
 
 
 def evaluate_repo(repo: str | Path, *, store: bool = True) -> tuple[Any, Any]:
-    """Evaluate (and store) the alerts of a repo; return (Evaluation, AlertConfig)."""
+    """Evaluate (and store) the alerts of a repo; return (Evaluation, AlertRules)."""
     from feast_parity.cli import UsageError
-    from feast_parity.parity.alerts import KpiSourceError, evaluate
+    from feast_parity.parity.alerts import evaluate
+    from feast_parity.parity.kpis import KpiSourceError
     from feast_parity.plugin.session import load_store, open_engine
     from feast_parity.store.alerts import load_kpis, store_alerts
     from feast_parity.store.engine import describe_error
@@ -46,7 +47,7 @@ def evaluate_repo(repo: str | Path, *, store: bool = True) -> tuple[Any, Any]:
                 )
             except KpiSourceError as exc:
                 raise UsageError(str(exc)) from None
-        evaluation = evaluate(reports, settings.rules(), kpis=kpis, project=feature_store.project)
+        evaluation = evaluate(reports, settings, kpis=kpis, project=feature_store.project)
         if store:
             store_alerts(engine, evaluation)
     finally:

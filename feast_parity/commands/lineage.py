@@ -19,7 +19,9 @@ def render(records: list[dict[str, Any]]) -> str:
         source = r["source"]
         where = source.get("path") or source.get("table") or source.get("query") or "-"
         lines.append(f"{p(r['feature'])}  ({p(r['declared_type'])})")
-        lines.append(f"  source      {p(str(source.get('name')))} [{source.get('kind')}] {p(where)}")
+        lines.append(
+            f"  source      {p(str(source.get('name')))} [{source.get('kind')}] {p(where)}"
+        )
         lines.append(
             f"  entities    {p(', '.join(r['entities'])) or '-'}   ttl "
             f"{format_duration(r['ttl_seconds'])}   owner {p(r['owner'] or '-')}"

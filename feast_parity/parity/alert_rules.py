@@ -51,7 +51,7 @@ class AlertRules(BaseModel):
     signals: dict[str, SignalRule] = Field(default_factory=dict)
     lag_threshold_from_slo: bool = True
     detector: str | None = None
-    detector_params: dict[str, float] = Field(default_factory=dict)
+    detector_params: dict[str, int | float] = Field(default_factory=dict)  # ints stay ints
     kpi_source: str | None = None
     kpi_time_column: str = "timestamp"
     kpi_columns: list[str] | None = None

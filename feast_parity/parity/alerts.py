@@ -32,12 +32,11 @@ means a KPI that moved a month ago corroborates nothing today.
 Everything here is a causal, deterministic function of the stored runs and the KPI table:
 adding runs never changes how earlier runs were judged, and re-evaluating the same runs gives
 the same alerts (same ids), which :func:`store_alerts` writes by replacing the project's rows.
-No Feast import: the plugin turns the ``parity.alerts`` block into :class:`AlertRules`.
+No Feast import: the ``parity.alerts`` block is an :class:`~feast_parity.parity.alert_rules.AlertRules`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,17 +48,9 @@ import numpy as np
 import xxhash
 
 from feast_parity.parity import detectors
-
-FEATURE_SIGNALS = (
-    "mismatch_rate",
-    "stale_rate",
-    "silent_default_rate",
-    "online_null_rate",
-    "offline_null_rate",
-    "psi",
-)
-VIEW_SIGNALS = ("served_lag_p99",)
-SIGNALS = FEATURE_SIGNALS + VIEW_SIGNALS
+from feast_parity.parity.alert_rules import AlertRules, SignalRule
+from feast_parity.parity.kpis import KpiTable
+from feast_parity.parity.metrics import feature_signals, view_signals
 
 KIND_PARITY, KIND_SCORE, KIND_KPI = "parity", "model_score", "business_kpi"
 DETECTORS: dict[str, Any] = {
@@ -68,68 +59,6 @@ DETECTORS: dict[str, Any] = {
     "ewma": detectors.EWMA,
 }
 SEVERITY_ORDER = {"warn": 1, "fail": 2}
-
-
-class KpiSourceError(ValueError):
-    """The KPI table or CSV cannot be read; the message names ``alerts.kpi_source``."""
-
-
-@dataclass(frozen=True)
-class SignalRule:
-    """Per-metric settings: absolute threshold (None: none) and the floor of the sigma band."""
-
-    threshold: float | None = None
-    min_delta: float = 0.0
-    enabled: bool = True
-
-
-def default_signal_rules() -> dict[str, SignalRule]:
-    """Defaults of docs/monitoring.md: thresholds at the check's warn levels."""
-    return {
-        "mismatch_rate": SignalRule(threshold=0.001, min_delta=0.001),
-        "stale_rate": SignalRule(threshold=0.01, min_delta=0.005),
-        "silent_default_rate": SignalRule(threshold=0.01, min_delta=0.005),
-        "online_null_rate": SignalRule(threshold=None, min_delta=0.01),
-        "offline_null_rate": SignalRule(threshold=None, min_delta=0.01),
-        "psi": SignalRule(threshold=0.1, min_delta=0.05),
-        # threshold None: the view's freshness SLO stored with the run (lag_threshold_from_slo)
-        "served_lag_p99": SignalRule(threshold=None, min_delta=300.0),
-    }
-
-
-@dataclass(frozen=True)
-class AlertRules:
-    """The alert rules (``parity.alerts`` in feature_store.yaml); see docs/monitoring.md."""
-
-    sustain_runs: int = 3
-    sustain_minutes: float | None = None
-    sigma: float = 3.0
-    min_history: int = 5
-    baseline_runs: int = 30
-    resolve_runs: int = 1
-    escalate_min_kinds: int = 2
-    signals: Mapping[str, SignalRule] = field(default_factory=default_signal_rules)
-    lag_threshold_from_slo: bool = True
-    detector: str | None = None
-    detector_params: Mapping[str, float] = field(default_factory=dict)
-    kpi_sigma: float = 3.0
-    kpi_min_relative_delta: float = 0.05
-    score_columns: tuple[str, ...] = ("model_score",)
-    resolved_retention_hours: float = 24.0
-
-    def __post_init__(self) -> None:
-        if self.sustain_runs < 1 or self.resolve_runs < 1:
-            raise ValueError("sustain_runs and resolve_runs must be at least 1")
-        if self.min_history < 2 or self.baseline_runs < self.min_history:
-            raise ValueError("need 2 <= min_history <= baseline_runs")
-        if self.detector is not None and self.detector not in DETECTORS:
-            raise ValueError(f"detector must be one of {sorted(DETECTORS)}, got {self.detector!r}")
-        unknown = set(self.signals) - set(SIGNALS)
-        if unknown:
-            raise ValueError(f"unknown signal(s) {sorted(unknown)}; known: {', '.join(SIGNALS)}")
-
-    def rule(self, signal: str) -> SignalRule:
-        return self.signals.get(signal) or default_signal_rules()[signal]
 
 
 # --- runs and series -------------------------------------------------------------------------
@@ -185,7 +114,7 @@ def parity_series(
     """
     order = {run.run_id: i for i, run in enumerate(runs_of(reports))}
     series: dict[SignalKey, dict[int, Observation]] = {}
-    watched = [(s, rules.rule(s)) for s in FEATURE_SIGNALS if rules.rule(s).enabled]
+    watched = [(s, rules.rule(s)) for s in feature_signals() if rules.rule(s).enabled]
     for report in reports:
         index = order[report["run_id"]]
         for row in report.get("features") or []:
@@ -207,64 +136,6 @@ def parity_series(
             key = ("served_lag_p99", view["feature_view"])
             series.setdefault(key, {})[index] = Observation(value, threshold)
     return series
-
-
-# --- KPI table ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KpiTable:
-    """Rows of the KPI source: epoch seconds (sorted) and one float array per column."""
-
-    times: np.ndarray
-    columns: Mapping[str, np.ndarray]
-
-    def means(self, runs: Sequence[Run]) -> dict[str, list[float | None]]:
-        """Per column, the mean of its rows inside each run's window [start, end)."""
-        out: dict[str, list[float | None]] = {name: [] for name in self.columns}
-        for run in runs:
-            lo = int(np.searchsorted(self.times, run.start.timestamp(), side="left"))
-            hi = int(np.searchsorted(self.times, run.end.timestamp(), side="left"))
-            for name, values in self.columns.items():
-                chunk = values[lo:hi]
-                chunk = chunk[np.isfinite(chunk)]
-                out[name].append(float(chunk.mean()) if len(chunk) else None)
-        return out
-
-
-def kpi_table_from_frame(frame: Any, time_column: str, columns: Sequence[str] | None) -> KpiTable:
-    """A :class:`KpiTable` from a pandas DataFrame (numeric columns unless ``columns``)."""
-    import pandas as pd
-
-    if time_column not in frame.columns:
-        raise KpiSourceError(
-            f"alerts.kpi_time_column: no column {time_column!r} in the KPI source "
-            f"(columns: {', '.join(map(str, frame.columns))})"
-        )
-    try:
-        stamps = pd.to_datetime(frame[time_column], utc=True)
-    except (ValueError, TypeError) as exc:
-        raise KpiSourceError(
-            f"alerts.kpi_time_column: {time_column!r} is not a time: {exc}"
-        ) from None
-    if columns is None:
-        names = [
-            str(c)
-            for c in frame.columns
-            if c != time_column and pd.api.types.is_numeric_dtype(frame[c])
-        ]
-    else:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise KpiSourceError(f"alerts.kpi_columns: not in the KPI source: {missing}")
-        names = list(columns)
-    seconds = stamps.astype("int64").to_numpy() / 1e9
-    order = np.argsort(seconds, kind="stable")
-    cols = {}
-    for name in names:
-        values = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
-        cols[name] = values[order]
-    return KpiTable(times=seconds[order], columns=cols)
 
 
 # --- evaluation --------------------------------------------------------------------------------
@@ -581,7 +452,7 @@ def _episodes(
     corroborator: _Corroborator,
     rules: AlertRules,
 ) -> list[Alert]:
-    target_kind = "feature_view" if signal in VIEW_SIGNALS else "feature"
+    target_kind = "feature_view" if signal in view_signals() else "feature"
     ends = corroborator.ends
     alerts: list[Alert] = []
     streak: list[int] = []

@@ -191,7 +191,13 @@ def _seconds(value: Any) -> Seconds | None:
         micros = int(value.astype("datetime64[us]").astype(np.int64))
         return Seconds(int(micros / 1_000_000) if micros < 0 else micros // 1_000_000)
     if isinstance(value, dt.date):
-        return Seconds(int((dt.datetime(value.year, value.month, value.day) - _EPOCH.replace(tzinfo=None)).total_seconds()))
+        return Seconds(
+            int(
+                (
+                    dt.datetime(value.year, value.month, value.day) - _EPOCH.replace(tzinfo=None)
+                ).total_seconds()
+            )
+        )
     if isinstance(value, (bool, np.bool_)):
         return None
     if isinstance(value, (int, np.integer)):

@@ -109,7 +109,9 @@ class CanonicalColumn:
         else:
             out = np.asarray(
                 [
-                    float(v) if isinstance(v, (int, float)) and not isinstance(v, (bool, Other)) else np.nan
+                    float(v)
+                    if isinstance(v, (int, float)) and not isinstance(v, (bool, Other))
+                    else np.nan
                     for v in self.values.tolist()
                 ],
                 dtype=np.float64,
@@ -200,7 +202,9 @@ def _numeric_from_arrow(array: pa.Array, declared: str) -> CanonicalColumn | Non
             floats = pc.fill_null(array, 0.0).to_numpy(zero_copy_only=False).astype(np.float64)
             null = null | np.isnan(floats)
             valid = floats[~null]
-            if valid.size and not bool(np.all(np.mod(valid, 1) == 0) & np.all(np.abs(valid) < 2**63)):
+            if valid.size and not bool(
+                np.all(np.mod(valid, 1) == 0) & np.all(np.abs(valid) < 2**63)
+            ):
                 return None  # real fractions under an int type: the per-value path keeps them
             values = np.where(null, 0.0, floats).astype(np.int64)
             return CanonicalColumn(declared, "int", _as_double_ints(values), null)
@@ -274,7 +278,9 @@ def _narrow(column: CanonicalColumn) -> CanonicalColumn:
         return column
     filled = np.zeros(len(column), dtype=dtype)
     if valid.size:
-        filled[~column.null] = np.asarray([int(v) if kind == "time" else v for v in valid], dtype=dtype)
+        filled[~column.null] = np.asarray(
+            [int(v) if kind == "time" else v for v in valid], dtype=dtype
+        )
     return CanonicalColumn(declared, kind, filled, column.null.copy())
 
 
@@ -407,14 +413,21 @@ def row_hashes(value_hashes: Sequence[np.ndarray], fingerprints: np.ndarray | in
         raise ValueError("a row hash needs at least one feature")
     matrix = np.ascontiguousarray(np.stack([np.asarray(h, dtype="<u8") for h in value_hashes], 1))
     rows = matrix.view(np.uint8).reshape(matrix.shape[0], 8 * matrix.shape[1])
-    seeds = np.asarray(fingerprints, dtype=np.uint64) if not isinstance(fingerprints, int) else fingerprints
+    seeds = (
+        np.asarray(fingerprints, dtype=np.uint64)
+        if not isinstance(fingerprints, int)
+        else fingerprints
+    )
     if rows.shape[1] <= 240:
         return xxh3_64_fixed(rows, seeds)
     import xxhash
 
     per_row = np.broadcast_to(np.asarray(seeds, dtype=np.uint64), (rows.shape[0],))
     return np.fromiter(
-        (xxhash.xxh3_64_intdigest(rows[i].tobytes(), int(per_row[i])) for i in range(rows.shape[0])),
+        (
+            xxhash.xxh3_64_intdigest(rows[i].tobytes(), int(per_row[i]))
+            for i in range(rows.shape[0])
+        ),
         dtype=np.uint64,
         count=rows.shape[0],
     )

@@ -219,17 +219,22 @@ class FeatureComparison:
             req_hash,
             offline_real,
             raw_mismatch,
-            values=lambda i: "(redacted)" if feature.redacted else jsonable(feature.values.value(i)),
+            values=lambda i: (
+                "(redacted)" if feature.redacted else jsonable(feature.values.value(i))
+            ),
         )
         if self.kind == "numeric" and not feature.redacted:
             rows = np.flatnonzero(raw_mismatch & ~on_srv.null)
             if rows.size:
-                self.magnitude.update(
-                    feature.values.numbers()[rows], on_srv.numbers()[rows]
-                )
+                self.magnitude.update(feature.values.numbers()[rows], on_srv.numbers()[rows])
         if entity_labels is not None and len(self.examples) < 4 * EXAMPLES:
             self._collect_examples(
-                np.flatnonzero(raw_mismatch), feature, on_srv, online_hash, index, entity_labels,
+                np.flatnonzero(raw_mismatch),
+                feature,
+                on_srv,
+                online_hash,
+                index,
+                entity_labels,
                 request_times,
             )
         self._update_distributions(feature, on_req, online_null, offline_real, current)
@@ -305,7 +310,9 @@ class FeatureComparison:
             on = _labels(feature, on_rows, online=True)
             off = _labels_of(at_request, off_rows, self.redacted)
             if isinstance(self.training_online_hist, CategoricalHistogram) and not self.redacted:
-                self.training_online_hist.update(_labels(feature, np.flatnonzero(~online_null), True))
+                self.training_online_hist.update(
+                    _labels(feature, np.flatnonzero(~online_null), True)
+                )
         if self.offline_hist is not None:
             self.online_hist.update(on)  # type: ignore[union-attr]
             self.offline_hist.update(off)
@@ -378,7 +385,9 @@ class FeatureComparison:
             if self.offline_types
             else None
         )
-        examples = [e for _, h, e in sorted(self.examples, key=lambda t: t[0]) if h not in fill_hashes]
+        examples = [
+            e for _, h, e in sorted(self.examples, key=lambda t: t[0]) if h not in fill_hashes
+        ]
         return {
             "rows": self.rows,
             "compared": self.compared,

@@ -117,7 +117,9 @@ class FillTallies:
             tally.replaced += int(replaced_counts[j])
             tally.replaced_mismatch += int(replaced_mis[j])
             if replaced_counts[j] and len(tally.replaced_values) < MIN_DISTINCT_REPLACED:
-                tally._remember(np.unique(off[replaced & (at_served == j)])[:MIN_DISTINCT_REPLACED].tolist())
+                tally._remember(
+                    np.unique(off[replaced & (at_served == j)])[:MIN_DISTINCT_REPLACED].tolist()
+                )
         if len(self.tallies) > 2 * TALLY_CAP:
             self._prune()
 

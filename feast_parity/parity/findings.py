@@ -127,7 +127,9 @@ def schema_of(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _finding(kind: str, target: str, severity: str, message: str, evidence: Any, *, view: bool = False) -> dict[str, Any]:
+def _finding(
+    kind: str, target: str, severity: str, message: str, evidence: Any, *, view: bool = False
+) -> dict[str, Any]:
     return {
         "kind": kind,
         ("feature_view" if view else "feature"): target,
@@ -138,8 +140,13 @@ def _finding(kind: str, target: str, severity: str, message: str, evidence: Any,
 
 
 def _drift_finding(
-    feature: str, psi: float | None, critical: float | None, rows: int, reference: str,
-    thresholds: CheckThresholds, extra: Mapping[str, Any],
+    feature: str,
+    psi: float | None,
+    critical: float | None,
+    rows: int,
+    reference: str,
+    thresholds: CheckThresholds,
+    extra: Mapping[str, Any],
 ) -> dict[str, Any] | None:
     """A drift finding when PSI is over the threshold AND over the no-drift critical value."""
     if psi is None or rows < thresholds.min_compared:
@@ -147,12 +154,19 @@ def _drift_finding(
     severity = level(psi, thresholds.psi_warn, thresholds.psi_fail)
     if severity is None or critical is None or psi <= critical:
         return None
-    versus = "offline point-in-time values of the same rows" if reference == "offline" else "the training profile"
+    versus = (
+        "offline point-in-time values of the same rows"
+        if reference == "offline"
+        else "the training profile"
+    )
     message = f"served vs {versus}: PSI {psi:.3f} (no-drift 95th percentile {critical:.3f})"
     if extra.get("ks_statistic") is not None:
         message += f", KS D {extra['ks_statistic']:.3f}"
     return _finding(
-        "distribution_drift", feature, severity, message,
+        "distribution_drift",
+        feature,
+        severity,
+        message,
         {"reference": reference, "psi": psi, "psi_critical": critical, **extra},
     )
 
@@ -179,11 +193,15 @@ def feature_findings(
         finding = _finding("schema_divergence", feature, "fail", message, dict(schema))
         (folded if "schema_divergence" in view_causes else found).append(finding)
     if result["compared"] >= thresholds.min_compared:
-        severity = level(result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail)
+        severity = level(
+            result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail
+        )
         if severity:
             found.append(
                 _finding(
-                    "value_mismatch", feature, severity,
+                    "value_mismatch",
+                    feature,
+                    severity,
                     f"{pct(result['mismatch_rate'])} of {result['compared']} served values differ "
                     "from the offline value at the same event time",
                     {
@@ -197,7 +215,9 @@ def feature_findings(
     offline_rows = result.get("offline_rows", 0)
     if offline_rows >= thresholds.min_compared:
         defaults = result["silent_defaults"]
-        own = defaults - (result.get("silent_defaults_not_found", 0) if "silent_default" in view_causes else 0)
+        own = defaults - (
+            result.get("silent_defaults_not_found", 0) if "silent_default" in view_causes else 0
+        )
         rate = own / offline_rows if offline_rows else None
         severity = level(rate, thresholds.silent_default_warn, thresholds.silent_default_fail)
         fills = result.get("fill_values") or []
@@ -205,7 +225,9 @@ def feature_findings(
             seen = ", ".join(repr(v) for v in fills) if fills else "null / NOT_FOUND"
             found.append(
                 _finding(
-                    "silent_default", feature, severity,
+                    "silent_default",
+                    feature,
+                    severity,
                     f"{pct(rate)} of rows served a default ({seen}) where offline has a real value",
                     {
                         "fill_values": fills,
@@ -216,15 +238,27 @@ def feature_findings(
                 )
             )
     drift = _drift_finding(
-        feature, result.get("psi"), result.get("psi_critical"), _drift_rows(result), "offline",
-        thresholds, {"ks_statistic": result.get("ks_statistic"), "ks_pvalue": result.get("ks_pvalue")},
+        feature,
+        result.get("psi"),
+        result.get("psi_critical"),
+        _drift_rows(result),
+        "offline",
+        thresholds,
+        {"ks_statistic": result.get("ks_statistic"), "ks_pvalue": result.get("ks_pvalue")},
     )
     if drift is not None:
-        explained = any(f["kind"] in ("value_mismatch", "silent_default") for f in found) or bool(view_causes)
+        explained = any(f["kind"] in ("value_mismatch", "silent_default") for f in found) or bool(
+            view_causes
+        )
         (folded if explained else found).append(drift)
     trained = _drift_finding(
-        feature, result.get("psi_vs_training"), result.get("psi_vs_training_critical"), result["rows"],
-        "training", thresholds, {"training_dataset_id": result.get("training_dataset_id")},
+        feature,
+        result.get("psi_vs_training"),
+        result.get("psi_vs_training_critical"),
+        result["rows"],
+        "training",
+        thresholds,
+        {"training_dataset_id": result.get("training_dataset_id")},
     )
     if trained is not None:
         found.append(trained)
@@ -238,12 +272,17 @@ def _drift_rows(result: Mapping[str, Any]) -> int:
     return int(min(sum(hist.get("online", [])), sum(hist.get("offline", []))))
 
 
-def feature_status(result: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], thresholds: CheckThresholds) -> str:
+def feature_status(
+    result: Mapping[str, Any], findings: Sequence[Mapping[str, Any]], thresholds: CheckThresholds
+) -> str:
     """Worst severity of a feature's findings; ``insufficient_data`` when nothing could be
     compared (an offline store that answered nothing is never ``ok``)."""
     if findings:
         return worst([f["severity"] for f in findings])
-    enough = result["rows"] >= thresholds.min_compared and result.get("offline_rows", 0) >= thresholds.min_compared
+    enough = (
+        result["rows"] >= thresholds.min_compared
+        and result.get("offline_rows", 0) >= thresholds.min_compared
+    )
     return "ok" if enough else "insufficient_data"
 
 
@@ -261,12 +300,19 @@ def view_findings(
             lag = view.get("stale_lag_seconds") or {}
             out.append(
                 _finding(
-                    "stale_serving", name, severity,
+                    "stale_serving",
+                    name,
+                    severity,
                     f"{pct(view['stale_rate'])} of {rows} rows served an older row than offline had "
                     f"at request time; lag p50 {format_duration(lag.get('p50'))}, p95 "
                     f"{format_duration(lag.get('p95'))}",
-                    {"lag_seconds": lag, "stale_rows": view["stale_rows"], "rows": rows,
-                     "expired_rows": view.get("expired_rows", 0), "features": names},
+                    {
+                        "lag_seconds": lag,
+                        "stale_rows": view["stale_rows"],
+                        "rows": rows,
+                        "expired_rows": view.get("expired_rows", 0),
+                        "features": names,
+                    },
                     view=True,
                 )
             )
@@ -278,23 +324,40 @@ def view_findings(
             age = view.get("expired_age_seconds") or {}
             out.append(
                 _finding(
-                    "expired_serving", name, severity,
+                    "expired_serving",
+                    name,
+                    severity,
                     f"{pct(view['expired_not_stale_rate'])} of {rows} rows were served past the view's ttl "
                     f"({format_duration(view.get('ttl_seconds'))}); age p50 "
                     f"{format_duration(age.get('p50'))}, p95 {format_duration(age.get('p95'))}",
-                    {"age_seconds": age, "expired_rows": view["expired_rows"], "rows": rows,
-                     "ttl_seconds": view.get("ttl_seconds"), "features": names},
+                    {
+                        "age_seconds": age,
+                        "expired_rows": view["expired_rows"],
+                        "rows": rows,
+                        "ttl_seconds": view.get("ttl_seconds"),
+                        "features": names,
+                    },
                     view=True,
                 )
             )
-        severity = level(view.get("not_found_default_rate"), thresholds.silent_default_warn, thresholds.silent_default_fail)
+        severity = level(
+            view.get("not_found_default_rate"),
+            thresholds.silent_default_warn,
+            thresholds.silent_default_fail,
+        )
         if severity:
             out.append(
                 _finding(
-                    "silent_default", name, severity,
+                    "silent_default",
+                    name,
+                    severity,
                     f"{pct(view['not_found_default_rate'])} of {rows} rows were NOT_FOUND online for "
                     "every feature of the view while offline had the row",
-                    {"not_found_rows": view["not_found_with_offline"], "rows": rows, "features": names},
+                    {
+                        "not_found_rows": view["not_found_with_offline"],
+                        "rows": rows,
+                        "features": names,
+                    },
                     view=True,
                 )
             )
@@ -302,11 +365,24 @@ def view_findings(
     if changed:
         out.append(
             _finding(
-                "schema_divergence", name, "fail",
+                "schema_divergence",
+                name,
+                "fail",
                 f"the registry's schema of {name} changed since these rows were served: "
                 f"{', '.join(changed)}",
-                {"features": changed, "declared_now": {f["feature"]: f["schema"]["declared"] for f in features if f["feature"] in changed},
-                 "declared_at_serving": {f["feature"]: f["schema"]["declared_at_serving"] for f in features if f["feature"] in changed}},
+                {
+                    "features": changed,
+                    "declared_now": {
+                        f["feature"]: f["schema"]["declared"]
+                        for f in features
+                        if f["feature"] in changed
+                    },
+                    "declared_at_serving": {
+                        f["feature"]: f["schema"]["declared_at_serving"]
+                        for f in features
+                        if f["feature"] in changed
+                    },
+                },
                 view=True,
             )
         )
@@ -337,8 +413,12 @@ def freshness_findings(view: Mapping[str, Any]) -> list[dict[str, Any]]:
     )
     return [
         _finding(
-            "freshness_slo", view["feature_view"], status, message,
-            {**lags, "slo_seconds": view.get("slo_seconds"), "over_ratio": ratio}, view=True,
+            "freshness_slo",
+            view["feature_view"],
+            status,
+            message,
+            {**lags, "slo_seconds": view.get("slo_seconds"), "over_ratio": ratio},
+            view=True,
         )
     ]
 

@@ -37,7 +37,6 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import xxhash
 
 from feast_parity.parity.canonical import MapItems, Other, Seconds, canonical_value, element_type
@@ -140,6 +139,7 @@ def encode_value(value: Any, declared_type: str) -> bytes:
 
     Never raises (it runs on the serving path's writer thread).
 
+    >>> import numpy as np
     >>> encode_value(np.int32(7), "Int32") == encode_value(7.0, "Int64")
     True
     >>> encode_value(float("nan"), "Float64") == encode_value(None, "Float64")
@@ -158,6 +158,7 @@ def value_hash(value: Any, declared_type: str) -> int:
     Float32 features are compared at float32 precision, so the float64 rounding noise of a
     float32 round trip does not count as a mismatch; under Float64 it does:
 
+    >>> import numpy as np
     >>> value_hash(0.1, "Float32") == value_hash(float(np.float32(0.1)), "Float32")
     True
     >>> value_hash(0.1, "Float64") == value_hash(float(np.float32(0.1)), "Float64")

@@ -312,7 +312,9 @@ class BatchBuilder:
             arrays[f"context:{name}"] = _key_array(values)
         request_names = sorted({r for c in chunks for r in c.request_data})
         for name in request_names:
-            values = [v for c, k in zip(chunks, sizes) for v in c.request_data.get(name, [None] * k)]
+            values = [
+                v for c, k in zip(chunks, sizes) for v in c.request_data.get(name, [None] * k)
+            ]
             arrays[f"request:{name}"] = _loose_array(values)
         if self.on_demand:
             arrays["udf_fingerprint"] = repeat([c.udf_fingerprint for c in chunks], pa.string())
@@ -409,8 +411,10 @@ def decode_batch(batch: pa.RecordBatch | pa.Table, first_sample_id: int = 0) -> 
             hashes = col(f"hash:{name}").to_numpy(zero_copy_only=False).astype(np.uint64)
             if name in redacted:
                 values = canonical_column([None] * n, declared[name])
-            elif declared[name] != "Json" and arrow_type(declared[name]) == pa.string() and (
-                declared[name] not in _SCALAR_ARROW
+            elif (
+                declared[name] != "Json"
+                and arrow_type(declared[name]) == pa.string()
+                and (declared[name] not in _SCALAR_ARROW)
             ):  # Map, Struct: JSON text of the served dict (a Json cell is parsed as Json)
                 texts = col(f"value:{name}").to_pylist()
                 values = canonical_column([_from_json_text(t) for t in texts], declared[name])
@@ -570,9 +574,9 @@ def rows_table(rows: ServedRows) -> pa.Table:
         "feature_view": pa.array([rows.feature_view] * n, pa.string()),
         "request_id": pa.array(rows.request_id.tolist(), pa.string()),
         "request_time": pa.array(rows.request_time, pa.int64()).cast(TIME),
-        "event_time": pa.array(
-            rows.event_time, pa.int64(), mask=rows.event_time == NO_TIME
-        ).cast(TIME),
+        "event_time": pa.array(rows.event_time, pa.int64(), mask=rows.event_time == NO_TIME).cast(
+            TIME
+        ),
         "feature_service": pa.array(rows.feature_service.tolist(), pa.string()),
         "writer": pa.array(rows.writer.tolist(), pa.string()),
         "row_hash": pa.array(rows.row_hash, pa.uint64()),
@@ -585,7 +589,9 @@ def rows_table(rows: ServedRows) -> pa.Table:
         if column.kind in ("int", "float", "bool"):
             values_array = pa.array(column.values, mask=column.null)
         elif column.kind == "time":
-            values_array = pa.array(column.values * 1_000_000, pa.int64(), mask=column.null).cast(TIME)
+            values_array = pa.array(column.values * 1_000_000, pa.int64(), mask=column.null).cast(
+                TIME
+            )
         else:
             from feast_parity.parity.canonical import Other
 

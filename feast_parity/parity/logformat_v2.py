@@ -238,9 +238,7 @@ def _view_rows(
         redacted = any(isinstance(v, dict) and "$hmac" in v for v in values)
         if redacted:
             column = canonical_column([None] * n, declared)
-            hashes = np.asarray(
-                [_digest_hash(v) for v in values], dtype=np.uint64
-            )
+            hashes = np.asarray([_digest_hash(v) for v in values], dtype=np.uint64)
         else:
             column = canonical_column(values, declared)
             hashes = column.hashes()
@@ -268,8 +266,8 @@ def _digest_hash(value: Any) -> int:
     same derivation as v3's keyed hash (``hashing.keyed_hash``)."""
     if isinstance(value, dict) and "$hmac" in value:
         return int.from_bytes(bytes.fromhex(value["$hmac"])[:8], "little")
-    from feast_parity.parity.hashing import NULL_ENCODING
-
     import xxhash
+
+    from feast_parity.parity.hashing import NULL_ENCODING
 
     return xxhash.xxh3_64_intdigest(NULL_ENCODING)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
-from feast_parity.parity.cohorts import feature_cohorts
+from feast_parity.parity.cohort_findings import feature_cohorts
 from feast_parity.parity.findings import (
     SEVERITY_RANK,
     CheckThresholds,
@@ -29,8 +29,15 @@ from feast_parity.parity.freshness import format_duration
 
 SCHEMA_VERSION = 1
 LAG_EDGES = [0, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400]
-_INTERNAL_FIELDS = ("declared", "online_type", "offline_type", "declared_at_serving",
-                    "missing_offline", "offline_unfit", "fill_value_hashes")
+_INTERNAL_FIELDS = (
+    "declared",
+    "online_type",
+    "offline_type",
+    "declared_at_serving",
+    "missing_offline",
+    "offline_unfit",
+    "fill_value_hashes",
+)
 
 
 def run_id_for(project: str, start: datetime, end: datetime) -> str:
@@ -126,7 +133,11 @@ def build_report(
             continue
         for f in folded:
             owner = next(
-                (g for g in findings if g.get("feature") == f["feature"] and g["kind"] != f["kind"]),
+                (
+                    g
+                    for g in findings
+                    if g.get("feature") == f["feature"] and g["kind"] != f["kind"]
+                ),
                 None,
             )
             if owner is not None:
@@ -194,4 +205,11 @@ def _cohort_section(cohorts: Any, feature_rows: Sequence[Mapping[str, Any]]) -> 
     }
 
 
-__all__ = ["SCHEMA_VERSION", "SEVERITY_RANK", "build_report", "exit_code", "lag_histogram", "run_id_for"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SEVERITY_RANK",
+    "build_report",
+    "exit_code",
+    "lag_histogram",
+    "run_id_for",
+]

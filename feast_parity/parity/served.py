@@ -135,7 +135,9 @@ def concat_rows(parts: Sequence[ServedRows]) -> ServedRows:
             for k, v in piece.declared_at_serving.items():
                 declared_counts[k] = declared_counts.get(k, 0) + v
         features[name] = ServedFeature(
-            next(p.declared for p in pieces if p.status.any()) if any(p.status.any() for p in pieces) else pieces[0].declared,
+            next(p.declared for p in pieces if p.status.any())
+            if any(p.status.any() for p in pieces)
+            else pieces[0].declared,
             concat([p.values for p in pieces]),
             np.concatenate([p.status for p in pieces]),
             np.concatenate([p.hashes for p in pieces]),

@@ -37,7 +37,6 @@ __all__ = [
 Severity = Literal["ok", "warn", "fail", "insufficient_data"]
 
 
-
 def _counts_vector(name: str, counts: Sequence[float] | npt.ArrayLike) -> npt.NDArray[np.float64]:
     arr = np.asarray(counts, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:

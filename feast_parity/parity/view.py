@@ -101,9 +101,7 @@ def classify(served: ServedRows, offline: OfflineRows, ttl_seconds: float) -> Ro
     future = has_ts & (t_s > np.floor_divide(t_r, 1_000_000))
     lag = np.where(stale, (t_o - t_s).astype(np.float64), 0.0)
     age = np.where(has_ts, (t_r - served.event_time) / 1e6, np.nan)
-    return RowOutcomes(
-        exact, stale, expired, online_only, not_found, future, has_offline, lag, age
-    )
+    return RowOutcomes(exact, stale, expired, online_only, not_found, future, has_offline, lag, age)
 
 
 def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:
@@ -244,7 +242,9 @@ class ViewComparison:
             "expired_rows": self.expired_rows,
             "expired_rate": None if self.on_demand else rate(self.expired_rows, self.rows),
             "expired_age_seconds": _percentiles(self.expired_age.values),
-            "expired_not_stale_rate": None if self.on_demand else rate(self.expired_not_stale, self.rows),
+            "expired_not_stale_rate": None
+            if self.on_demand
+            else rate(self.expired_not_stale, self.rows),
             "online_only_rows": self.online_only_rows,
             "online_only_examples": list(self.online_only_examples),
             "future_rows": self.future_rows,

@@ -235,13 +235,19 @@ class ParityCheck:
         units = None
         if labels:
             # the unit whose rows share one fate: the view's entity (all keys for on-demand)
-            units = entity_hashes([rows.all_keys(i) for i in range(len(rows))], info.join_keys or None)
+            units = entity_hashes(
+                [rows.all_keys(i) for i in range(len(rows))], info.join_keys or None
+            )
         for name in served_features:
             comparison = self._comparison(info, name, rows)
             feature = rows.features[name]
             n = len(rows)
-            at_request = offline.at_request.get(name) or canonical_column([None] * n, comparison.declared)
-            at_served = offline.at_served.get(name) or canonical_column([None] * n, comparison.declared)
+            at_request = offline.at_request.get(name) or canonical_column(
+                [None] * n, comparison.declared
+            )
+            at_served = offline.at_served.get(name) or canonical_column(
+                [None] * n, comparison.declared
+            )
             comparison.update(
                 feature,
                 at_request,

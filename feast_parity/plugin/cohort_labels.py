@@ -71,7 +71,9 @@ def validate_dimensions(
 class CohortLabeler:
     """Per dimension, the cohort label of every row of a chunk."""
 
-    def __init__(self, dims: list[Dimension], catalog: ViewCatalog, reader: OfflineReader, notes: list[str]):
+    def __init__(
+        self, dims: list[Dimension], catalog: ViewCatalog, reader: OfflineReader, notes: list[str]
+    ):
         self.dims = dims
         self.catalog = catalog
         self.reader = reader
@@ -122,7 +124,9 @@ class CohortLabeler:
                 entity_df=frame.frame, features=refs
             ).to_arrow()
         except Exception as exc:
-            self.notes.append(f"offline retrieval of cohort dimensions of {view_name} failed: {exc}")
+            self.notes.append(
+                f"offline retrieval of cohort dimensions of {view_name} failed: {exc}"
+            )
             return {}
         ids = table.column(ROW_ID).to_pylist()
         out = {}

@@ -87,7 +87,9 @@ def read_values(
         elif kind in _LIST_KINDS:
             values.append(list(getattr(v, kind).val))
         elif kind == "unix_timestamp_list_val":
-            values.append([None if x == NULL_TIMESTAMP else x for x in v.unix_timestamp_list_val.val])
+            values.append(
+                [None if x == NULL_TIMESTAMP else x for x in v.unix_timestamp_list_val.val]
+            )
         elif kind == "json_val":
             # the JSON text as stored online: Feast's parsed form cannot tell "5" from 5
             values.append(v.json_val)

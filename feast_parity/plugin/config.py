@@ -17,143 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from feast_parity.parity.alert_rules import AlertRules
+from feast_parity.parity.cohorts import CohortConfig
 from feast_parity.parity.findings import CheckThresholds
 from feast_parity.plugin.errors import ParityError
-
 from feast_parity.store.engine import SUPPORTED_SCHEMES as SUPPORTED_STORE_SCHEMES
 
 
 class ParityConfigError(ParityError, ValueError):
     """The ``parity:`` block is malformed; the message names the key."""
-
-
-class AlertSignal(BaseModel):
-    """One monitored metric of ``parity.alerts.signals`` (see docs/monitoring.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    threshold: float | None = Field(None, ge=0)
-    min_delta: float | None = Field(None, ge=0)
-
-
-ALERT_SIGNAL_NAMES = (
-    "mismatch_rate",
-    "stale_rate",
-    "silent_default_rate",
-    "online_null_rate",
-    "offline_null_rate",
-    "psi",
-    "served_lag_p99",
-)
-
-
-class AlertConfig(BaseModel):
-    """``parity.alerts``: when a stored metric alerts (docs/monitoring.md has every default)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sustain_runs: int = Field(3, ge=1)
-    sustain_minutes: float | None = Field(None, gt=0)
-    sigma: float = Field(3.0, gt=0)
-    min_history: int = Field(5, ge=2)
-    baseline_runs: int = Field(30, ge=2)
-    resolve_runs: int = Field(1, ge=1)
-    escalate_min_kinds: int = Field(2, ge=1, le=3)
-    signals: dict[str, AlertSignal] = Field(default_factory=dict)
-    lag_threshold_from_slo: bool = True
-    detector: str | None = None
-    detector_params: dict[str, float] = Field(default_factory=dict)
-    kpi_source: str | None = None
-    kpi_time_column: str = "timestamp"
-    kpi_columns: list[str] | None = None
-    score_columns: list[str] = Field(default_factory=lambda: ["model_score"])
-    kpi_sigma: float = Field(3.0, gt=0)
-    kpi_min_relative_delta: float = Field(0.05, ge=0)
-    resolved_retention_hours: float = Field(24.0, gt=0)
-
-    @field_validator("signals")
-    @classmethod
-    def _known_signals(cls, value: dict[str, AlertSignal]) -> dict[str, AlertSignal]:
-        unknown = sorted(set(value) - set(ALERT_SIGNAL_NAMES))
-        if unknown:
-            raise ValueError(
-                f"unknown signal {unknown[0]!r}; use one of {', '.join(ALERT_SIGNAL_NAMES)}"
-            )
-        return value
-
-    @field_validator("detector")
-    @classmethod
-    def _known_detector(cls, value: str | None) -> str | None:
-        if value not in (None, "none", "page_hinkley", "cusum", "ewma"):
-            raise ValueError(f"unknown detector {value!r}; use page_hinkley, cusum, ewma or none")
-        return None if value == "none" else value
-
-    @model_validator(mode="after")
-    def _history_fits_baseline(self) -> AlertConfig:
-        if self.min_history > self.baseline_runs:
-            raise ValueError(
-                f"min_history ({self.min_history}) must not exceed "
-                f"baseline_runs ({self.baseline_runs})"
-            )
-        return self
-
-    def rules(self) -> Any:
-        """The pure engine's ``AlertRules`` (feast_parity.parity.alerts) with these settings."""
-        from feast_parity.parity.alerts import AlertRules, SignalRule, default_signal_rules
-
-        signals = {}
-        for name, default in default_signal_rules().items():
-            given = self.signals.get(name)
-            if given is None:
-                signals[name] = default
-                continue
-            fields = given.model_fields_set
-            signals[name] = SignalRule(
-                threshold=given.threshold if "threshold" in fields else default.threshold,
-                min_delta=given.min_delta if given.min_delta is not None else default.min_delta,
-                enabled=given.enabled,
-            )
-        return AlertRules(
-            sustain_runs=self.sustain_runs,
-            sustain_minutes=self.sustain_minutes,
-            sigma=self.sigma,
-            min_history=self.min_history,
-            baseline_runs=self.baseline_runs,
-            resolve_runs=self.resolve_runs,
-            escalate_min_kinds=self.escalate_min_kinds,
-            signals=signals,
-            lag_threshold_from_slo=self.lag_threshold_from_slo,
-            detector=self.detector,
-            detector_params=dict(self.detector_params),
-            kpi_sigma=self.kpi_sigma,
-            kpi_min_relative_delta=self.kpi_min_relative_delta,
-            score_columns=tuple(self.score_columns),
-            resolved_retention_hours=self.resolved_retention_hours,
-        )
-
-
-class CohortConfig(BaseModel):
-    """``parity.cohorts``: slice the check's metrics by dimensions (docs/checks.md#cohort-slices).
-
-    A dimension is ``view:feature`` (the feature's offline value at request time),
-    ``key:<join key>%<n>`` (integer key modulo n) or ``key:hash(<join key>)%<n>``.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    dimensions: list[str] = Field(default_factory=list)
-    top_k: int = Field(5, ge=1, le=100)
-    min_rows: int = Field(30, ge=1)
-    max_cohorts: int = Field(50, ge=1, le=1000)
-    max_pvalue: float = Field(1e-6, gt=0, le=1)
-
-    @field_validator("dimensions")
-    @classmethod
-    def _parse_dimensions(cls, value: list[str]) -> list[str]:
-        from feast_parity.parity.cohorts import parse_dimensions
-
-        return [dim.spec for dim in parse_dimensions(value)]
 
 
 class ParityConfig(BaseModel):
@@ -174,7 +46,7 @@ class ParityConfig(BaseModel):
     fill_values: list[Any] = Field(default_factory=list)
     thresholds: CheckThresholds = Field(default_factory=CheckThresholds)
     cohorts: CohortConfig = Field(default_factory=CohortConfig)
-    alerts: AlertConfig = Field(default_factory=AlertConfig)
+    alerts: AlertRules = Field(default_factory=AlertRules)
     redact: list[str] = Field(default_factory=list)
     redact_key_env: str = "FEAST_PARITY_REDACT_KEY"
 

@@ -214,7 +214,9 @@ class ServingHook:
                 plan,
                 copy,
                 rows,
-                [tuple([c[i] for c in columns]) for i in sampled] if columns else [()] * len(sampled),
+                [tuple([c[i] for c in columns]) for i in sampled]
+                if columns
+                else [()] * len(sampled),
                 canonical,
                 extra,
                 request_time,

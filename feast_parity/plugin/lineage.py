@@ -13,7 +13,7 @@ import contextvars
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 

@@ -41,6 +41,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from feast_parity.parity.metrics import feature_gauges
 from feast_parity.store import writer as sample_writer
 
 logger = logging.getLogger("feast_parity")
@@ -279,19 +280,7 @@ def install(registry: CollectorRegistry = REGISTRY) -> HookCollector:
 # --- batch job: gauges of the latest stored run -------------------------------------------------
 
 SEVERITY_VALUE = {"ok": 0, "insufficient_data": 1, "warn": 2, "fail": 3}
-FEATURE_GAUGES = {
-    "mismatch_rate": ("mismatch_ratio", "Share of compared served values that differ offline"),
-    "stale_rate": ("stale_ratio", "Share of rows served older than offline had at request time"),
-    "silent_default_rate": (
-        "silent_default_ratio",
-        "Share of rows served a null or fill value where offline has a real one",
-    ),
-    "online_null_rate": ("online_null_ratio", "Share of served values that are null"),
-    "offline_null_rate": ("offline_null_ratio", "Share of offline point-in-time values null"),
-    "psi": ("psi", "Population stability index of served vs offline values"),
-    "ks_statistic": ("ks_statistic", "Kolmogorov-Smirnov D of served vs offline values"),
-    "compared": ("compared_rows", "Served values compared with an offline value"),
-}
+FEATURE_GAUGES = {m.name: (m.gauge, m.help) for m in feature_gauges()}  # the metrics table
 LAG_QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
 
 

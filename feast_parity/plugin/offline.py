@@ -121,7 +121,9 @@ def _times_of(table: pa.Table, column: str) -> np.ndarray:
     Some stores hand a timestamp feature back as ISO text: it is parsed."""
     array = table.column(column)
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        parsed = pd.to_datetime(pd.Series(array.to_pylist(), dtype=object), utc=True, format="ISO8601")
+        parsed = pd.to_datetime(
+            pd.Series(array.to_pylist(), dtype=object), utc=True, format="ISO8601"
+        )
         array = pa.chunked_array([pa.Array.from_pandas(parsed)])
     if not pa.types.is_timestamp(array.type):
         array = pc.cast(array, pa.timestamp("us", tz="UTC"))
@@ -260,7 +262,10 @@ class OfflineReader:
         table = job.to_arrow()
         table = table.rename_columns([mapping.get(c, c) for c in table.column_names])
         index = _key_index(coerced, names)
-        row_keys = {k: _coerce_keys(np.asarray(table.column(k).to_pylist(), dtype=object), dtypes.get(k)) for k in names}
+        row_keys = {
+            k: _coerce_keys(np.asarray(table.column(k).to_pylist(), dtype=object), dtypes.get(k))
+            for k in names
+        }
         entity = _codes(index, row_keys, names, table.num_rows)
         keep = np.flatnonzero(entity >= 0)
         table = table.take(pa.array(keep, type=pa.int64()))
@@ -269,7 +274,9 @@ class OfflineReader:
             table,
             entity[keep],
             _times_of(table, source.timestamp_field),
-            _times_of(table, created_field) if created_field and created_field in table.column_names else None,
+            _times_of(table, created_field)
+            if created_field and created_field in table.column_names
+            else None,
             index,
         )
 
@@ -377,7 +384,10 @@ class OfflineReader:
             job = self.store.get_historical_features(entity_df=frame.frame, features=refs)
             table = job.to_arrow()
         except Exception as exc:
-            return None, f"offline recomputation of on-demand view {view.name} failed: {_short(exc)}"
+            return (
+                None,
+                f"offline recomputation of on-demand view {view.name} failed: {_short(exc)}",
+            )
         by_id = _reindex(table, len(frame.frame))
         ids = frame.row_ids
         n = len(served)

@@ -133,7 +133,9 @@ def served_columns(
         on_demand = info.on_demand if info is not None else False
         registry_name = info.name if info is not None else view_name.split("@", 1)[0]
         for feature in names:
-            output = f"{projection.replace(':', '__')}__{feature}" if full_feature_names else feature
+            output = (
+                f"{projection.replace(':', '__')}__{feature}" if full_feature_names else feature
+            )
             columns.append(
                 ServedColumn(
                     output,

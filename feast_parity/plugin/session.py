@@ -62,7 +62,6 @@ def registry_types(store: Any) -> dict[str, dict[str, str]]:
 
 def open_sample_log(store: Any, config: ParityConfig | None = None) -> tuple[sa.Engine, SampleLog]:
     """The parity store's engine and the repo's sample log (SQL and, if set, Parquet)."""
-    from feast_parity.store.sinks import resolve_filesystem
 
     config = config or parity_config(store)
     engine = open_engine(store, config)
@@ -95,5 +94,7 @@ def _parquet_location(location: str, repo_path: str) -> tuple[Any, str]:
                 break
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckError(f"parity.sample_log: cannot read the sample log at {location}: {first}") from None
+        raise CheckError(
+            f"parity.sample_log: cannot read the sample log at {location}: {first}"
+        ) from None
     return filesystem, root

@@ -17,6 +17,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from feast_parity.parity.metrics import cohort_metrics
+
 from feast_parity.render.json_report import exit_code
 
 SEVERITY_RANK = {"fail": 3, "warn": 2, "insufficient_data": 1, "ok": 0}
@@ -186,10 +188,10 @@ def served_lags(view: Mapping[str, Any]) -> str:
 
 
 # metric -> (short name, count field, denominator field, denominator noun)
-_COHORT_METRICS = {
-    "mismatch_rate": ("mismatch", "mismatches", "compared", "compared"),
-    "stale_rate": ("stale", "stale_rows", "rows", "rows"),
-    "silent_default_rate": ("default", "silent_defaults", "offline_rows", "rows offline"),
+_COHORT_METRICS = {  # metric -> (short name, hits, whole, noun), from the metrics table
+    m.name: (m.cohort.short, m.cohort.count, m.cohort.denominator, m.cohort.noun)
+    for m in cohort_metrics()
+    if m.cohort is not None
 }
 
 

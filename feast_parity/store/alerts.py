@@ -16,7 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from feast_parity.parity.alerts import Alert, AlertEvent, Evaluation, KpiSourceError, KpiTable, kpi_table_from_frame
+from feast_parity.parity.alerts import Alert, AlertEvent, Evaluation
+from feast_parity.parity.kpis import KpiSourceError, KpiTable, kpi_table_from_frame
 from feast_parity.store.schema import alert_events_table, alerts_table
 
 

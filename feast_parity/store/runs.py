@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from feast_parity.parity.metrics import stored_feature_metrics
 from feast_parity.store.schema import (
     feature_metrics_table,
     findings_table,
@@ -19,16 +20,7 @@ from feast_parity.store.schema import (
     view_metrics_table,
 )
 
-METRICS = (
-    "mismatch_rate",
-    "stale_rate",
-    "silent_default_rate",
-    "online_null_rate",
-    "offline_null_rate",
-    "psi",
-    "ks_statistic",
-    "ks_pvalue",
-)
+METRICS = stored_feature_metrics()  # the metrics table's stored feature columns
 
 
 def _lock_run(conn: sa.Connection, run_id: str) -> None:

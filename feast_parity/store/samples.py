@@ -189,7 +189,9 @@ class SampleLog:
                     raise
                 except LogFormatError:
                     for _ in range(max(int(rows or 1), 1)):
-                        skipped.add("damaged v3 batch (unreadable Arrow data)", batch_id * BATCH_ID_STRIDE)
+                        skipped.add(
+                            "damaged v3 batch (unreadable Arrow data)", batch_id * BATCH_ID_STRIDE
+                        )
                     continue
                 if part is None:
                     continue

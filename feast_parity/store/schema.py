@@ -14,6 +14,7 @@ import time
 import sqlalchemy as sa
 
 from feast_parity.parity.logformat import LOG_VERSION, NewerLogError
+from feast_parity.parity.metrics import stored_feature_metrics
 
 logger = logging.getLogger("feast_parity")
 
@@ -87,14 +88,8 @@ feature_metrics_table = sa.Table(
     sa.Column("feature", sa.String(512), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("compared", sa.BigInteger, nullable=False),
-    sa.Column("mismatch_rate", sa.Float),
-    sa.Column("stale_rate", sa.Float),
-    sa.Column("silent_default_rate", sa.Float),
-    sa.Column("online_null_rate", sa.Float),
-    sa.Column("offline_null_rate", sa.Float),
-    sa.Column("psi", sa.Float),
-    sa.Column("ks_statistic", sa.Float),
-    sa.Column("ks_pvalue", sa.Float),
+    # one column per stored metric of the metrics table (parity/metrics.py)
+    *[sa.Column(name, sa.Float) for name in stored_feature_metrics()],
     sa.UniqueConstraint("run_id", "feature", name="uq_parity_feature_metrics"),
 )
 

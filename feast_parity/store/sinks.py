@@ -106,14 +106,20 @@ class SqlSink:
             self._engine = None
 
 
-def resolve_filesystem(location: str, base_dir: str | os.PathLike[str] | None = None) -> tuple[Any, str]:
+def resolve_filesystem(
+    location: str, base_dir: str | os.PathLike[str] | None = None
+) -> tuple[Any, str]:
     """(pyarrow filesystem, path) of a ``parity.sample_log`` location: a directory relative to
     the repo, an absolute path, or any URI pyarrow understands (``file://``, ``s3://``, ...)."""
     import pyarrow.fs as pafs
 
     if "://" in location:
         return pafs.FileSystem.from_uri(location)
-    path = location if os.path.isabs(location) or base_dir is None else os.path.join(base_dir, location)
+    path = (
+        location
+        if os.path.isabs(location) or base_dir is None
+        else os.path.join(base_dir, location)
+    )
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
@@ -130,9 +136,7 @@ def _hour_partitions(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
 class ParquetSink:
     """Batches as Parquet files of a dataset partitioned by view and hour."""
 
-    def __init__(
-        self, location: str, writer: str = "unknown", base_dir: str | None = None
-    ) -> None:
+    def __init__(self, location: str, writer: str = "unknown", base_dir: str | None = None) -> None:
         self.location = location
         self.base_dir = base_dir
         self._resolved: tuple[Any, str] | None = None  # resolved on the writer thread
@@ -170,9 +174,7 @@ class ParquetSink:
                 part = batch.take(pa.array(rows)) if len(rows) != batch.num_rows else batch
                 directory = f"{self.root}/feature_view={quote(view, safe='')}/hour={hour}"
                 self.filesystem.create_dir(directory, recursive=True)
-                name = (
-                    f"{quote(self.writer, safe='')}-{self._token}-{next(self._seq):08d}.parquet"
-                )
+                name = f"{quote(self.writer, safe='')}-{self._token}-{next(self._seq):08d}.parquet"
                 final = f"{directory}/{name}"
                 temporary = f"{directory}/.{name}.tmp"
                 table = pa.Table.from_batches([part])

@@ -88,8 +88,14 @@ def test_every_type_checks_clean_then_each_planted_change_is_its_own_mismatch(
 ):
     pg_url = request.getfixturevalue("postgres_url") if offline == "postgres" else None
     repo = repos.write_every_type_repo(
-        tmp_path / "repo", offline=offline, online=online, pg_url=pg_url, provider=PLUGIN,
-        parity=PARITY, entities=ENTITIES, project=f"every_{uuid.uuid4().hex[:8]}",
+        tmp_path / "repo",
+        offline=offline,
+        online=online,
+        pg_url=pg_url,
+        provider=PLUGIN,
+        parity=PARITY,
+        entities=ENTITIES,
+        project=f"every_{uuid.uuid4().hex[:8]}",
     )
     repos.apply(repo)
     end = repos.repo_end(repo)
@@ -116,14 +122,14 @@ def test_every_type_checks_clean_then_each_planted_change_is_its_own_mismatch(
         for (name, dtype), item in zip(sorted(dtypes.items()), ordinary):
             current = store.get_online_features([f"every_type:{name}"], [{"item_id": item}])
             value = current.to_dict()[name][0]
-            repos.plant_online_change(repo, "every_type", {"item_id": item}, name, _changed(value, dtype))
+            repos.plant_online_change(
+                repo, "every_type", {"item_id": item}, name, _changed(value, dtype)
+            )
             planted[f"every_type:{name}"] = item
         since = datetime.now(end.tzinfo)
         _serve(repo, refs, ids)
         report = run_check(repo, since=since, until=since + timedelta(hours=1))
-        mismatches = {
-            f["feature"]: f for f in report["findings"] if f["kind"] == "value_mismatch"
-        }
+        mismatches = {f["feature"]: f for f in report["findings"] if f["kind"] == "value_mismatch"}
         assert set(mismatches) == set(planted), sorted(mismatches)
         for ref, item in planted.items():
             row = next(f for f in report["features"] if f["feature"] == ref)
@@ -155,25 +161,36 @@ def _serve_services(repo: Path, services: list[str], requests: int = 4) -> dict[
 OBJECT_STORES = [("file", "sqlite"), ("duckdb", "redis"), ("postgres", "sqlite")]
 
 
-@pytest.mark.parametrize("offline,online", OBJECT_STORES, ids=[f"{a}-{b}" for a, b in OBJECT_STORES])
+@pytest.mark.parametrize(
+    "offline,online", OBJECT_STORES, ids=[f"{a}-{b}" for a, b in OBJECT_STORES]
+)
 def test_every_object_kind_checks_clean_and_counts_only_what_was_served(
     tmp_path, request, offline, online
 ):
     pg_url = request.getfixturevalue("postgres_url") if offline == "postgres" else None
     repo, summary = repos.build_object_kinds_repo(
-        tmp_path / "repo", offline=offline, online=online, pg_url=pg_url, provider=PLUGIN,
-        parity=PARITY, project=f"kinds_{uuid.uuid4().hex[:8]}",
+        tmp_path / "repo",
+        offline=offline,
+        online=online,
+        pg_url=pg_url,
+        provider=PLUGIN,
+        parity=PARITY,
+        project=f"kinds_{uuid.uuid4().hex[:8]}",
     )
     services = list(repos.OBJECT_KINDS_SERVICES)
     if summary["materialize_errors"].get("global_stats"):
         services.remove("svc_global")  # Feast cannot materialize an entityless view here (M2)
     try:
         served = _serve_services(repo, services)
-        report = run_check(repo, until=datetime.now(repos.repo_end(repo).tzinfo) + timedelta(hours=1))
+        report = run_check(
+            repo, until=datetime.now(repos.repo_end(repo).tzinfo) + timedelta(hours=1)
+        )
         assert _no_findings(report) == [], report["notes"]
         rows = {f["feature"]: f for f in report["features"]}
         # only what each request asked for counts for a feature
-        assert rows["user_profile:age"]["rows"] == served["svc_profile_subset"] + served["svc_alias"]
+        assert (
+            rows["user_profile:age"]["rows"] == served["svc_profile_subset"] + served["svc_alias"]
+        )
         assert rows["user_profile:credit_score"]["rows"] == (
             served["svc_profile_score"] + served["svc_alias"] + served["svc_mixed"]
         )
@@ -186,15 +203,30 @@ def test_every_object_kind_checks_clean_and_counts_only_what_was_served(
         # rows pushed online only (and written with write_to_online_store) are counted apart
         views = {v["feature_view"]: v for v in report["feature_views"]}
         assert views["user_clicks"]["online_only_rows"] > 0
-        assert any("have no offline row" in note and "user_clicks" in note for note in report["notes"])
+        assert any(
+            "have no offline row" in note and "user_clicks" in note for note in report["notes"]
+        )
         assert rows["user_clicks:clicks"]["mismatches"] == 0
         # on-demand outputs with request data are recomputed offline, not reported missing
         assert rows["order_risk:risk_score"]["offline_rows"] > 0, report["notes"]
         assert not any("order_risk" in note for note in report["notes"]), report["notes"]
         # the online=False view is never served, so never checked
         assert not any(ref.startswith("user_ltv:") for ref in rows)
-        assert cli(["check", "--repo", str(repo), "--no-progress", "--since",
-                    report["window"]["start"], "--until", report["window"]["end"]]) == 0
+        assert (
+            cli(
+                [
+                    "check",
+                    "--repo",
+                    str(repo),
+                    "--no-progress",
+                    "--since",
+                    report["window"]["start"],
+                    "--until",
+                    report["window"]["end"],
+                ]
+            )
+            == 0
+        )
     finally:
         if online == "redis":
             FeatureStore(repo_path=str(repo)).teardown()

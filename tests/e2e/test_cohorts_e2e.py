@@ -10,8 +10,8 @@ import pytest
 
 from feast_parity import demo
 from feast_parity.cli import main as cli
-from feast_parity.plugin.cohort_labels import validate_dimensions
 from feast_parity.plugin.check import ParityCheck
+from feast_parity.plugin.cohort_labels import validate_dimensions
 from feast_parity.plugin.errors import CheckError
 from feast_parity.render import render_text
 from tests.faults import fails, feature, latest_rows, serve_refs, write_online

@@ -6,7 +6,6 @@ units are in tests/unit/test_config.py).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,8 +169,7 @@ def test_rows_feast_accepts_are_served_and_the_hook_error_is_counted(
     assert stats["hook_errors"] == 1
     assert stats["sampled_rows"] == stats["written_rows"] == 2
     logged = {
-        r["key:user_id"]
-        for r in read_samples(url, feature_view="user_engagement").to_pylist()
+        r["key:user_id"] for r in read_samples(url, feature_view="user_engagement").to_pylist()
     }
     assert logged == {1003, 1004}
 

@@ -74,11 +74,22 @@ def test_two_check_processes_of_one_window_both_succeed(build_repo, postgres_url
     assert store._get_provider().flush_samples()
     since, until = _window()
     command = [
-        sys.executable, "-m", "feast_parity.cli", "check", "--repo", str(repo),
-        "--since", since, "--until", until, "--no-progress",
+        sys.executable,
+        "-m",
+        "feast_parity.cli",
+        "check",
+        "--repo",
+        str(repo),
+        "--since",
+        since,
+        "--until",
+        until,
+        "--no-progress",
     ]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     engine = open_store(postgres_url)
@@ -120,9 +131,25 @@ def test_ctrl_c_ends_a_check_with_one_line_exit_130_and_a_consistent_store(build
     since, until = _window()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "feast_parity.cli", "check", "--repo", str(repo), "--since",
-         since, "--until", until, "--chunk-rows", "50", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "feast_parity.cli",
+            "check",
+            "--repo",
+            str(repo),
+            "--since",
+            since,
+            "--until",
+            until,
+            "--chunk-rows",
+            "50",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     time.sleep(6.0)  # well inside the check: thousands of rows in chunks of 50
     assert process.poll() is None, "the check ended before it could be interrupted"

@@ -100,7 +100,10 @@ def test_rows_missing_online_for_a_whole_view_are_one_view_level_default(build_r
     users = demo.FIRST_USER + np.arange(300)
     for i in range(40):
         videos = late["video_id"].tolist()[i % 2 :: 2]
-        rows = [{"user_id": int(users[(i * 7 + k) % 300]), "video_id": int(v)} for k, v in enumerate(videos)]
+        rows = [
+            {"user_id": int(users[(i * 7 + k) % 300]), "video_id": int(v)}
+            for k, v in enumerate(videos)
+        ]
         store.get_online_features(BATCH_REFS, entity_rows=rows)
     assert store._get_provider().flush_samples()
     report = run_check(repo)
@@ -115,7 +118,9 @@ def test_rows_missing_online_for_a_whole_view_are_one_view_level_default(build_r
 def _serve_few(repo: Path, users: list[int], requests: int) -> None:
     store = FeatureStore(repo_path=str(repo))
     for i in range(requests):
-        rows = [{"user_id": u, "video_id": demo.FIRST_VIDEO + (i + k) % 20} for k, u in enumerate(users)]
+        rows = [
+            {"user_id": u, "video_id": demo.FIRST_VIDEO + (i + k) % 20} for k, u in enumerate(users)
+        ]
         store.get_online_features(BATCH_REFS, entity_rows=rows)
     assert store._get_provider().flush_samples()
 
@@ -164,7 +169,12 @@ def test_value_mismatch_evidence_carries_its_magnitude(build_repo):
     expected_smape = np.mean(2 * np.abs(served - offline) / (np.abs(served) + np.abs(offline)))
     assert magnitude["smape"] == pytest.approx(expected_smape, rel=0.15)
     assert magnitude["abs_diff"]["max"] == pytest.approx(np.max(served - offline), rel=1e-6)
-    assert 0 < magnitude["abs_diff"]["p50"] <= magnitude["abs_diff"]["p95"] <= magnitude["abs_diff"]["max"]
+    assert (
+        0
+        < magnitude["abs_diff"]["p50"]
+        <= magnitude["abs_diff"]["p95"]
+        <= magnitude["abs_diff"]["max"]
+    )
     assert magnitude["within_tolerance_share"] == 0.0
     example = finding["evidence"]["examples"][0]
     assert example["difference"] == pytest.approx(example["online"] - example["offline"])

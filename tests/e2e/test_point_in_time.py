@@ -39,7 +39,7 @@ T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HOUR = 3_600_000_000  # microseconds
 TTL_HOURS = 5
 
-DEFINITIONS = '''
+DEFINITIONS = """
 from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource
 from feast.types import Float64, Int64
@@ -51,7 +51,7 @@ for name, ttl in (("short", timedelta(hours={ttl})), ("forever", timedelta(0))):
         name=name, entities=[user], ttl=ttl, source=src,
         schema=[Field(name="v", dtype=Float64), Field(name="n", dtype=Int64)],
     )
-'''
+"""
 FILE_SOURCE = (  # an absolute path: DuckDB reads a relative one against the working directory
     "from pathlib import Path\n"
     'src = FileSource(name="src", path=str(Path(__file__).parent / "data" / "src.parquet"), '
@@ -76,11 +76,18 @@ def _repo(root: Path, offline: str, pg_url: str | None = None) -> Path:
         assert pg_url is not None
         offline_config = demo.postgres_store_config(pg_url)
     demo.write_config(
-        repo, sample_rate=0.0, provider="local", offline_store=offline_config,
+        repo,
+        sample_rate=0.0,
+        provider="local",
+        offline_store=offline_config,
         project=f"pit_{uuid.uuid4().hex[:8]}",
     )
-    _write(repo, offline, pg_url, pd.DataFrame({"user_id": [1], "ts": [T0], "created": [T0],
-                                                 "raw_v": [0.0], "n": [0]}))
+    _write(
+        repo,
+        offline,
+        pg_url,
+        pd.DataFrame({"user_id": [1], "ts": [T0], "created": [T0], "raw_v": [0.0], "n": [0]}),
+    )
     demo.feast_apply(repo)
     return repo
 
@@ -117,7 +124,9 @@ def histories(draw: Any, ties: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     queries = draw(
         st.lists(
             st.tuples(st.integers(0, users), st.integers(-2 * 60, 20 * 60)),
-            min_size=1, max_size=12, unique=True,  # Feast collapses duplicate entity rows
+            min_size=1,
+            max_size=12,
+            unique=True,  # Feast collapses duplicate entity rows
         )
     )
     query = pd.DataFrame(
@@ -134,17 +143,27 @@ def _served(query: pd.DataFrame, view: str) -> ServedRows:
     micros = query["event_timestamp"].astype("int64").to_numpy() // 1000
     features = {
         name: ServedFeature(
-            declared, canonical_column([None] * n, declared), np.ones(n, np.int8),
-            np.zeros(n, np.uint64), np.full(n, None, dtype=object), {declared: n},
+            declared,
+            canonical_column([None] * n, declared),
+            np.ones(n, np.int8),
+            np.zeros(n, np.uint64),
+            np.full(n, None, dtype=object),
+            {declared: n},
         )
         for name, declared in (("v", "Float64"), ("n", "Int64"))
     }
     return ServedRows(
-        feature_view=view, sample_ids=np.arange(n), request_id=np.full(n, "r", dtype=object),
-        request_time=micros.astype(np.int64), event_time=np.full(n, NO_TIME, dtype=np.int64),
+        feature_view=view,
+        sample_ids=np.arange(n),
+        request_id=np.full(n, "r", dtype=object),
+        request_time=micros.astype(np.int64),
+        event_time=np.full(n, NO_TIME, dtype=np.int64),
         keys={"user_id": query["user_id"].to_numpy(dtype=object)},
-        entity_key_hash=np.zeros(n, np.uint64), feature_service=np.full(n, None, dtype=object),
-        features=features, row_hash=np.zeros(n, np.uint64), writer=np.full(n, "w", dtype=object),
+        entity_key_hash=np.zeros(n, np.uint64),
+        feature_service=np.full(n, None, dtype=object),
+        features=features,
+        row_hash=np.zeros(n, np.uint64),
+        writer=np.full(n, "w", dtype=object),
     )
 
 
@@ -199,8 +218,13 @@ def _ours(store: FeatureStore, view: str, query: pd.DataFrame, join: str) -> lis
     return out
 
 
-def _check_example(store: FeatureStore, frame: pd.DataFrame, query: pd.DataFrame,
-                   joins: list[str], compare_feast: bool) -> None:
+def _check_example(
+    store: FeatureStore,
+    frame: pd.DataFrame,
+    query: pd.DataFrame,
+    joins: list[str],
+    compare_feast: bool,
+) -> None:
     for view, ttl in (("short", TTL_HOURS), ("forever", 0)):
         reference = _reference(frame, query, ttl)
         feast = _feast_values(store, view, query) if compare_feast else None

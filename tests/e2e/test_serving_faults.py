@@ -926,7 +926,11 @@ def test_planted_values_of_every_kind_are_logged_as_served(
                 # a canonical value of the declared type: logged as that value, typed
                 if not (logged == canonical and type(logged) is type(canonical)):
                     problems.append((*cell, "value", logged))
-                elif canonical == 0.0 and isinstance(canonical, float) and math.copysign(1, logged) < 0:
+                elif (
+                    canonical == 0.0
+                    and isinstance(canonical, float)
+                    and math.copysign(1, logged) < 0
+                ):
                     problems.append((*cell, "value (canonical zero is +0.0)", logged))
             if record[f"hash:{feature}"] != value_hash(value, declared):
                 problems.append((*cell, "hash", record[f"hash:{feature}"]))

@@ -17,15 +17,9 @@ import pandas as pd
 import pytest
 
 from feast_parity import demo
-from feast_parity.parity.alerts import (
-    AlertRules,
-    KpiTable,
-    SignalRule,
-    evaluate,
-    judge_signal,
-    kpi_table_from_frame,
-    parity_series,
-)
+from feast_parity.parity.alert_rules import AlertRules, SignalRule
+from feast_parity.parity.alerts import evaluate, judge_signal, parity_series
+from feast_parity.parity.kpis import KpiTable, kpi_table_from_frame
 from feast_parity.parity.report import run_id_for
 from feast_parity.plugin.config import ParityConfig, ParityConfigError
 from feast_parity.render import render_html
@@ -305,7 +299,7 @@ def test_a_detector_catches_a_shift_inside_the_sigma_band() -> None:
 
 
 def test_alert_config_defaults_and_validation() -> None:
-    rules = ParityConfig.from_mapping({}).alerts.rules()
+    rules = ParityConfig.from_mapping({}).alerts
     assert (rules.sustain_runs, rules.sigma, rules.resolve_runs, rules.escalate_min_kinds) == (
         3,
         3.0,
@@ -315,7 +309,7 @@ def test_alert_config_defaults_and_validation() -> None:
     assert rules.rule("psi").threshold == 0.1 and rules.rule("online_null_rate").threshold is None
     custom = ParityConfig.from_mapping(
         {"alerts": {"signals": {"psi": {"threshold": None}, "stale_rate": {"min_delta": 0.02}}}}
-    ).alerts.rules()
+    ).alerts
     assert custom.rule("psi").threshold is None and custom.rule("psi").min_delta == 0.05
     assert (
         custom.rule("stale_rate").threshold == 0.01 and custom.rule("stale_rate").min_delta == 0.02

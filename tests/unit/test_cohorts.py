@@ -19,18 +19,16 @@ import pytest
 import yaml
 from scipy.stats import binom
 
+from feast_parity.parity.cohort_findings import binomial_pvalue, cohort_findings, rank_cohorts
 from feast_parity.parity.cohorts import (
     NULL,
     OTHER,
     CohortCounters,
     CohortSlices,
-    binomial_pvalue,
-    cohort_findings,
     entity_hashes,
     key_label,
     parse_dimension,
     parse_dimensions,
-    rank_cohorts,
     value_label,
 )
 from feast_parity.parity.columns import canonical_column

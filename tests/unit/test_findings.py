@@ -35,7 +35,9 @@ from feast_parity.parity.report import (
     lag_histogram,
     run_id_for,
 )
-from feast_parity.parity.stats import psi_chi_square_bound as psi_critical_value  # hand-built results: the asymptotic value is enough
+from feast_parity.parity.stats import (
+    psi_chi_square_bound as psi_critical_value,  # hand-built results: the asymptotic value is enough
+)
 
 WINDOW = (datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 3, 2, tzinfo=timezone.utc))
 DEFAULTS = CheckThresholds()

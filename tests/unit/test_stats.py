@@ -611,7 +611,9 @@ def test_histogram_validation() -> None:
 
 def test_the_chi_square_bound_is_the_scaled_chi_square_quantile() -> None:
     # Published chi-square table: the 0.95 quantile with 9 degrees of freedom is 16.919.
-    assert psi_chi_square_bound(100, 100, 10) == pytest.approx((1 / 100 + 1 / 100) * 16.919, abs=1e-4)
+    assert psi_chi_square_bound(100, 100, 10) == pytest.approx(
+        (1 / 100 + 1 / 100) * 16.919, abs=1e-4
+    )
     for n, m, bins, q in [(100, 100, 10, 0.95), (1000, 250, 12, 0.95), (10**5, 10**4, 5, 0.99)]:
         expected = (1 / n + 1 / m) * scipy.stats.chi2.ppf(q, bins - 1)
         assert psi_chi_square_bound(n, m, bins, q) == pytest.approx(expected, rel=1e-12)
@@ -619,7 +621,9 @@ def test_the_chi_square_bound_is_the_scaled_chi_square_quantile() -> None:
     assert psi_chi_square_bound(0, 100, 10) is None
 
 
-def test_the_bootstrap_critical_value_agrees_with_the_chi_square_bound_on_well_filled_bins() -> None:
+def test_the_bootstrap_critical_value_agrees_with_the_chi_square_bound_on_well_filled_bins() -> (
+    None
+):
     """With every bin well filled, the bootstrap and the asymptotic bound agree (within the
     noise of 400 draws); with empty bins nothing changes the number of degrees of freedom."""
     for n in (1000, 100_000):
