@@ -2,7 +2,7 @@
 
 :class:`BatchCollector` is the writer's collector (:mod:`feast_parity.store.writer`). For each
 snapshot it decodes the response protobuf once, reads each served column of the sampled rows
-once, and appends the rows to one :class:`~feast_parity.parity.logformat.BatchBuilder` per view;
+once, and appends the rows to one :class:`~feast_parity.parity.samplelog.BatchBuilder` per view;
 canonical values and hashes are computed per column when the writer flushes. Each projection of
 a view in a request (an alias, a join-key map) becomes its own log rows, keyed by the view's own
 join keys, so the check looks them up offline as the view.
@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
 from feast.type_map import feast_value_type_to_python_type
 
-from feast_parity.parity.logformat import BatchBuilder
+from feast_parity.parity.samplelog import BatchBuilder
 from feast_parity.plugin.hook import RequestSnapshot
 from feast_parity.plugin.registry import ViewCatalog, served_columns, udf_fingerprint
 

@@ -68,7 +68,7 @@ def create_engine(url: str, *, connect_timeout: float = 3.0) -> sa.Engine:
 
 def open_store(url: str) -> sa.Engine:
     """An engine whose schema is ready (created or migrated), or :class:`StoreError`."""
-    from feast_parity.parity.logformat import NewerLogError
+    from feast_parity.parity.samplelog import NewerLogError
     from feast_parity.store.schema import ensure_schema
 
     try:

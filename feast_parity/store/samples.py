@@ -4,8 +4,8 @@ A window may span three places: JSON-cell rows of log v1/v2 (``parity_samples``)
 the SQL store (``parity_sample_batches``) and v3 Parquet files (``parity.sample_log``).
 :class:`SampleLog` reads all of them, one feature view at a time in chunks of about
 ``chunk_rows`` rows, so memory stays bounded whatever the window's size. Damaged rows and
-batches are skipped and counted (:class:`~feast_parity.parity.logformat_v2.Skipped`); a batch
-of a newer log version raises :class:`~feast_parity.parity.logformat.NewerLogError`.
+batches are skipped and counted (:class:`~feast_parity.parity.samplelog.v2.Skipped`); a batch
+of a newer log version raises :class:`~feast_parity.parity.samplelog.NewerLogError`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
-from feast_parity.parity.logformat import (
+from feast_parity.parity.samplelog import (
     LogFormatError,
     NewerLogError,
     batch_version,
     decode_batch,
     from_ipc,
 )
-from feast_parity.parity.logformat_v2 import Skipped, decode_rows
+from feast_parity.parity.samplelog.v2 import Skipped, decode_rows
 from feast_parity.parity.served import ServedRows, concat_rows
 from feast_parity.store.schema import sample_batches_table, samples_v2_table
 
@@ -103,7 +103,7 @@ class SampleLog:
     ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         """The view's join keys and served event times in the window, without decoding
         features (v3); logs before v3 are decoded whole."""
-        from feast_parity.parity.logformat import decode_keys
+        from feast_parity.parity.samplelog import decode_keys
 
         for rows, _ in self._v2(view, since, until, chunk_rows):
             if rows is not None:
@@ -304,7 +304,7 @@ def read_samples(
     >>> read_samples("sqlite://").num_rows
     0
     """
-    from feast_parity.parity.logformat import rows_table
+    from feast_parity.parity.samplelog import rows_table
     from feast_parity.store.engine import open_store
     from feast_parity.store.sinks import resolve_filesystem
 

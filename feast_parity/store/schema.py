@@ -13,7 +13,7 @@ import time
 
 import sqlalchemy as sa
 
-from feast_parity.parity.logformat import LOG_VERSION, NewerLogError
+from feast_parity.parity.samplelog import LOG_VERSION, NewerLogError
 from feast_parity.parity.metrics import stored_feature_metrics
 
 logger = logging.getLogger("feast_parity")

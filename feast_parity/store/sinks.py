@@ -1,7 +1,7 @@
 """Where the writer puts sample-log batches: SQL rows of Arrow IPC bytes, or a Parquet dataset.
 
 Both sinks take the batches of one writer flush (one per feature view, in the v3 format of
-:mod:`feast_parity.parity.logformat`) and store each as it is:
+:mod:`feast_parity.parity.samplelog`) and store each as it is:
 
 * :class:`SqlSink` (``parity.store``, SQLite or PostgreSQL): one row per batch with its view and
   request-time range, all batches of a flush in one transaction, so a window is read without
@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from feast_parity.parity.logformat import LOG_VERSION, TIME, batch_view, to_ipc
+from feast_parity.parity.samplelog import LOG_VERSION, TIME, batch_view, to_ipc
 from feast_parity.store.engine import create_engine, redact_url
 from feast_parity.store.schema import ensure_schema, sample_batches_table
 

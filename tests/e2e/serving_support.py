@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from feast_parity import read_samples
-from feast_parity.parity.logformat import META_DECLARED, META_VERSION, META_VIEW, from_ipc
+from feast_parity.parity.samplelog import META_DECLARED, META_VERSION, META_VIEW, from_ipc
 from feast_parity.store.engine import open_store
 from feast_parity.store.schema import sample_batches_table
 

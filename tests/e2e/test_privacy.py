@@ -16,7 +16,7 @@ from feast import FeatureStore
 from feast_parity import demo, read_samples
 from feast_parity.cli import main as cli
 from feast_parity.parity.columns import canonical_column
-from feast_parity.parity.logformat import from_ipc
+from feast_parity.parity.samplelog import from_ipc
 from feast_parity.plugin.check import run_check
 from feast_parity.store.engine import redact_url
 from tests.faults import fails, feature, latest_rows, serve_refs, write_online

@@ -38,7 +38,7 @@ from feast import FeatureStore
 from feast_parity import demo
 from feast_parity.parity.canonical import canonical_value
 from feast_parity.parity.hashing import row_hash, schema_fingerprint, value_hash
-from feast_parity.parity.logformat import LOG_VERSION
+from feast_parity.parity.samplelog import LOG_VERSION
 from feast_parity.parity.sampling import Sampler
 from feast_parity.plugin.provider import ParityProvider
 from tests.e2e.serving_support import SINKS, VIEW_KEYS, Sink, batch_meta, make_sink, view_key

@@ -1,5 +1,5 @@
-"""The sample-log format: v3 Arrow batches (feast_parity.parity.logformat) and the JSON cells of
-v1/v2 logs that stay readable (feast_parity.parity.logformat_v2).
+"""The sample-log format: v3 Arrow batches (feast_parity.parity.samplelog) and the JSON cells of
+v1/v2 logs that stay readable (feast_parity.parity.samplelog.v2).
 
 The writer thread gathers the sampled rows of one view in a ``BatchBuilder`` and flushes them
 as one record batch; every sink stores that batch unchanged and every reader turns it back into
@@ -29,7 +29,7 @@ from feast_parity.parity.hashing import (
     schema_fingerprint,
     value_hash,
 )
-from feast_parity.parity.logformat import (
+from feast_parity.parity.samplelog import (
     LOG_VERSION,
     META_VERSION,
     BatchBuilder,
@@ -41,7 +41,7 @@ from feast_parity.parity.logformat import (
     rows_table,
     to_ipc,
 )
-from feast_parity.parity.logformat_v2 import MAX_CELL_CHARS, Skipped, decode_json_value, decode_rows
+from feast_parity.parity.samplelog.v2 import MAX_CELL_CHARS, Skipped, decode_json_value, decode_rows
 from feast_parity.parity.sampling import canonical_entity_key
 from feast_parity.parity.served import NO_TIME
 

@@ -2,7 +2,7 @@
 
 Logs written before the columnar format stay readable: :func:`decode_rows` turns a chunk of
 ``parity_samples`` rows into :class:`~feast_parity.parity.served.ServedRows` per view, exactly as
-:func:`~feast_parity.parity.logformat.decode_batch` does for v3 batches. A damaged row (cell that
+:func:`~feast_parity.parity.samplelog.decode_batch` does for v3 batches. A damaged row (cell that
 is not JSON, a missing or NULL key, text over :data:`MAX_CELL_CHARS`, an unknown row version)
 is skipped and reported in :class:`Skipped`, never raised: one bad row must not stop a check.
 

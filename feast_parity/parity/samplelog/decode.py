@@ -1,0 +1,236 @@
+"""Decoding v3 batches into ServedRows, and flat tables for people (the reader's half)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from feast_parity.parity.columns import CanonicalColumn, canonical_column
+from feast_parity.parity.samplelog.encode import _key_array, _loose_array
+from feast_parity.parity.samplelog.format import (
+    _SCALAR_ARROW,
+    META_DECLARED,
+    META_ON_DEMAND,
+    META_REDACTED,
+    META_VIEW,
+    TIME,
+    LogFormatError,
+    arrow_type,
+    batch_version,
+    json_text,
+)
+from feast_parity.parity.served import NO_TIME, ServedFeature, ServedRows
+
+
+def _times(array: pa.Array) -> np.ndarray:
+    micros = pc.cast(pc.cast(array, TIME), pa.int64())
+    return pc.fill_null(micros, NO_TIME).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def decode_batch(batch: pa.RecordBatch | pa.Table, first_sample_id: int = 0) -> ServedRows:
+    """A v3 batch (or a table of batches of one view) as :class:`ServedRows`."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    batch_version(table.schema)
+    metadata = table.schema.metadata or {}
+    try:
+        view = metadata[META_VIEW].decode("utf-8", "surrogatepass")
+        declared: dict[str, str] = json.loads(metadata[META_DECLARED])
+        redacted = set(json.loads(metadata.get(META_REDACTED, b"[]")))
+        on_demand = metadata.get(META_ON_DEMAND) == b"1"
+        n = table.num_rows
+        col = table.column
+        names = set(table.column_names)
+        features = {}
+        for name in sorted(declared):
+            if f"status:{name}" not in names:
+                continue
+            status = pc.fill_null(col(f"status:{name}"), 0).to_numpy(zero_copy_only=False)
+            kinds = np.asarray(col(f"kind:{name}").to_pylist(), dtype=object)
+            hashes = col(f"hash:{name}").to_numpy(zero_copy_only=False).astype(np.uint64)
+            if name in redacted:
+                values = canonical_column([None] * n, declared[name])
+            elif (
+                declared[name] != "Json"
+                and arrow_type(declared[name]) == pa.string()
+                and (declared[name] not in _SCALAR_ARROW)
+            ):  # Map, Struct: JSON text of the served dict (a Json cell is parsed as Json)
+                texts = col(f"value:{name}").to_pylist()
+                values = canonical_column([_from_json_text(t) for t in texts], declared[name])
+            else:
+                values = canonical_column(col(f"value:{name}"), declared[name])
+            if name not in redacted:
+                if f"other:{name}" in names:
+                    values = _with_others(values, col(f"other:{name}").to_pylist())
+            features[name] = ServedFeature(
+                declared[name],
+                values,
+                status.astype(np.int8),
+                hashes,
+                kinds,
+                {declared[name]: int((status != 0).sum())},
+                name in redacted,
+            )
+        keys = {
+            c[len("key:") :]: np.asarray(col(c).to_pylist(), dtype=object)
+            for c in table.column_names
+            if c.startswith("key:")
+        }
+        request_data = {
+            c[len("request:") :]: np.asarray(col(c).to_pylist(), dtype=object)
+            for c in table.column_names
+            if c.startswith("request:")
+        }
+        context = {
+            c[len("context:") :]: np.asarray(col(c).to_pylist(), dtype=object)
+            for c in table.column_names
+            if c.startswith("context:")
+        }
+        udf = (
+            np.asarray(col("udf_fingerprint").to_pylist(), dtype=object)
+            if "udf_fingerprint" in names
+            else None
+        )
+        return ServedRows(
+            feature_view=view,
+            sample_ids=np.arange(first_sample_id, first_sample_id + n, dtype=np.int64),
+            request_id=np.asarray(col("request_id").to_pylist(), dtype=object),
+            request_time=_times(col("request_time")),
+            event_time=_times(col("event_time")),
+            keys=keys,
+            entity_key_hash=col("entity_key_hash").to_numpy(zero_copy_only=False).astype(np.uint64),
+            feature_service=np.asarray(col("feature_service").to_pylist(), dtype=object),
+            features=features,
+            row_hash=col("row_hash").to_numpy(zero_copy_only=False).astype(np.uint64),
+            writer=np.asarray(col("writer").to_pylist(), dtype=object),
+            request_data=request_data,
+            udf_fingerprint=udf,
+            on_demand=on_demand,
+            context=context,
+        )
+    except (KeyError, ValueError, TypeError, pa.ArrowException) as exc:
+        raise LogFormatError(f"damaged sample-log batch: {type(exc).__name__}: {exc}") from None
+
+
+def decode_keys(batch: pa.RecordBatch | pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Only the view's join keys and served event times of a v3 batch (no feature decoding):
+    what a point-in-time pull needs to know which entities and times to fetch."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    batch_version(table.schema)
+    try:
+        keys = {
+            c[len("key:") :]: np.asarray(table.column(c).to_pylist(), dtype=object)
+            for c in table.column_names
+            if c.startswith("key:")
+        }
+        return keys, _times(table.column("event_time"))
+    except (KeyError, pa.ArrowException) as exc:
+        raise LogFormatError(f"damaged sample-log batch: {exc}") from None
+
+
+def _with_others(values: CanonicalColumn, others: list[str | None]) -> CanonicalColumn:
+    """Canonical values where the ``other:`` column holds a served value of another type."""
+    merged = [
+        values.value(i) if text is None else _parse_other(text) for i, text in enumerate(others)
+    ]
+    return canonical_column(merged, values.declared)
+
+
+def _untag(value: Any) -> Any:
+    """Inverse of ``json_text``'s tags: ``{"$b": hex}`` back to bytes."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "$b" in value and isinstance(value["$b"], str):
+            try:
+                return bytes.fromhex(value["$b"])
+            except ValueError:
+                return value
+        return {k: _untag(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    return value
+
+
+def _from_json_text(text: str | None) -> Any:
+    """A Map/Json/Struct cell of the log back to the served value (None stays None)."""
+    if text is None:
+        return None
+    try:
+        return _untag(json.loads(text))
+    except ValueError:
+        return text
+
+
+def _parse_other(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _plain(value: Any) -> Any:
+    """A canonical value as a plain Python value for an Arrow column (maps as dicts)."""
+    from feast_parity.parity.canonical import MapItems, Seconds
+
+    if type(value) is Seconds:
+        return int(value) * 1_000_000
+    if isinstance(value, MapItems):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def rows_table(rows: ServedRows) -> pa.Table:
+    """ServedRows as a flat Arrow table for people and notebooks: one row per sampled row,
+    ``key:``, ``value:``, ``status:``, ``hash:`` and ``kind:`` columns as in a v3 batch (values
+    in canonical form; JSON text for Map, Json and Struct)."""
+    n = len(rows)
+    columns: dict[str, pa.Array] = {
+        "feature_view": pa.array([rows.feature_view] * n, pa.string()),
+        "request_id": pa.array(rows.request_id.tolist(), pa.string()),
+        "request_time": pa.array(rows.request_time, pa.int64()).cast(TIME),
+        "event_time": pa.array(rows.event_time, pa.int64(), mask=rows.event_time == NO_TIME).cast(
+            TIME
+        ),
+        "feature_service": pa.array(rows.feature_service.tolist(), pa.string()),
+        "writer": pa.array(rows.writer.tolist(), pa.string()),
+        "row_hash": pa.array(rows.row_hash, pa.uint64()),
+        "entity_key_hash": pa.array(rows.entity_key_hash, pa.uint64()),
+    }
+    for name, values in sorted(rows.keys.items()):
+        columns[f"key:{name}"] = _key_array(values.tolist())
+    for name, feature in sorted(rows.features.items()):
+        column = feature.values
+        if column.kind in ("int", "float", "bool"):
+            values_array = pa.array(column.values, mask=column.null)
+        elif column.kind == "time":
+            values_array = pa.array(column.values * 1_000_000, pa.int64(), mask=column.null).cast(
+                TIME
+            )
+        else:
+            from feast_parity.parity.canonical import Other
+
+            others = [v if isinstance(v, Other) else None for v in column.values.tolist()]
+            plain = [
+                None if column.null[i] or others[i] is not None else _plain(column.values[i])
+                for i in range(n)
+            ]
+            try:
+                values_array = pa.array(plain)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                values_array = pa.array([json_text(v) for v in plain], pa.string())
+            if any(o is not None for o in others):
+                columns[f"other:{name}"] = pa.array(
+                    [None if o is None else str(o) for o in others], pa.string()
+                )
+        status = feature.status
+        columns[f"value:{name}"] = values_array
+        columns[f"status:{name}"] = pa.array(status, pa.int8(), mask=status == 0)
+        columns[f"hash:{name}"] = pa.array(feature.hashes, pa.uint64())
+        columns[f"kind:{name}"] = pa.array(feature.kinds.tolist(), pa.string())
+    for name, values in sorted(rows.request_data.items()):
+        columns[f"request:{name}"] = _loose_array(values.tolist())
+    return pa.table(columns)
