@@ -29,9 +29,11 @@ json_option = click.option(
 
 def write_json(destination: str | None, payload: Any) -> bool:
     """Write ``payload`` as JSON to stdout (``-``) or a file; True when written to stdout."""
+    from feast_parity.render.json_report import jsonable
+
     if destination is None:
         return False
-    text = json.dumps(payload, indent=2, default=str, allow_nan=False)
+    text = json.dumps(jsonable(payload), indent=2, allow_nan=False)
     if destination == "-":
         click.echo(text)
         return True

@@ -98,6 +98,7 @@ class FeatureComparison:
     bins: int = 10
     seed: int = 0
     relative_tolerance: float = 0.01
+    drift_confidence: float = 0.95
     fills: FillTallies = field(default_factory=FillTallies)
     rows: int = 0  # rows whose request asked for the feature
     compared: int = 0  # of those, rows with an offline row at the served event time
@@ -115,6 +116,9 @@ class FeatureComparison:
     offline_types: dict[str, int] = field(default_factory=dict)
     offline_unfit: int = 0  # offline values that do not fit the declared type
     magnitude: SkewMagnitude = field(default_factory=SkewMagnitude)
+    # the magnitude of mismatching rows whose served value is a fill-value candidate, per
+    # candidate: if it turns out to be a fill value, its rows are defaults, not skew
+    candidate_magnitude: dict[int, SkewMagnitude] = field(default_factory=dict)
     stale_sample: Reservoir = field(default_factory=Reservoir)
     online_hist: NumericHistogram | CategoricalHistogram | None = None
     offline_hist: NumericHistogram | CategoricalHistogram | None = None
@@ -224,9 +228,7 @@ class FeatureComparison:
             ),
         )
         if self.kind == "numeric" and not feature.redacted:
-            rows = np.flatnonzero(raw_mismatch & ~on_srv.null)
-            if rows.size:
-                self.magnitude.update(feature.values.numbers()[rows], on_srv.numbers()[rows])
+            self._update_magnitude(raw_mismatch & ~on_srv.null, feature, on_srv, online_hash)
         if entity_labels is not None and len(self.examples) < 4 * EXAMPLES:
             self._collect_examples(
                 np.flatnonzero(raw_mismatch),
@@ -256,6 +258,30 @@ class FeatureComparison:
                 },
                 entities=None if cohort_entities is None else cohort_entities[index],
             )
+
+    def _update_magnitude(
+        self,
+        rows_mask: np.ndarray,
+        feature: ServedFeature,
+        offline: CanonicalColumn,
+        online_hash: np.ndarray,
+    ) -> None:
+        rows = np.flatnonzero(rows_mask)
+        if rows.size == 0:
+            return
+        online, off = feature.values.numbers()[rows], offline.numbers()[rows]
+        hashes = online_hash[rows]
+        candidates = set(self.fills.tallies)
+        in_candidates = np.fromiter((int(h) in candidates for h in hashes.tolist()), bool, len(rows))
+        self.magnitude.update(online[~in_candidates], off[~in_candidates])
+        for h in np.unique(hashes[in_candidates]).tolist():
+            pick = hashes[in_candidates] == h
+            bucket = self.candidate_magnitude.get(int(h))
+            if bucket is None:
+                bucket = self.candidate_magnitude[int(h)] = SkewMagnitude(
+                    self.relative_tolerance, seed=self.seed, sample_size=200
+                )
+            bucket.update(online[in_candidates][pick], off[in_candidates][pick])
 
     def _collect_examples(
         self,
@@ -379,6 +405,11 @@ class FeatureComparison:
         defaults = self.null_defaults + sum(f.replaced for f in fills)
         mismatches = max(self.raw_mismatches - sum(f.replaced_mismatch for f in fills), 0)
         psi_value, critical, ks_stat, ks_p = self._drift()
+        magnitude = SkewMagnitude(self.relative_tolerance, seed=self.seed)
+        magnitude.merge(self.magnitude)
+        for h, bucket in sorted(self.candidate_magnitude.items()):
+            if h not in fill_hashes:
+                magnitude.merge(bucket)
         online_type = max(self.kinds, key=lambda k: self.kinds[k]) if self.kinds else None
         offline_type = (
             max(self.offline_types, key=lambda k: self.offline_types[k])
@@ -394,7 +425,7 @@ class FeatureComparison:
             "offline_rows": self.offline_real,
             "mismatch_rate": _rate(mismatches, self.compared),
             "mismatches": mismatches,
-            "mismatch_magnitude": self.magnitude.result(),
+            "mismatch_magnitude": magnitude.result(),
             "stale_rate": None if self.on_demand else _rate(self.stale_rows, self.rows),
             "stale_rows": None if self.on_demand else self.stale_rows,
             "stale_lag_seconds": _percentiles(self.stale_sample.values),
@@ -432,9 +463,7 @@ class FeatureComparison:
             return {"psi_vs_training": None, "psi_vs_training_critical": None}
         return {
             "psi_vs_training": float(psi(hist.counts, served.counts)),
-            "psi_vs_training_critical": psi_critical_value(
-                hist.counts, served.counts, seed=self.seed
-            ),
+            "psi_vs_training_critical": psi_critical_value(hist.counts, served.counts, self.drift_confidence, seed=self.seed),
         }
 
     def _drift(self) -> tuple[float | None, float | None, float | None, float | None]:
@@ -442,7 +471,9 @@ class FeatureComparison:
         if on is None or off is None or on.total == 0 or off.total == 0:
             return None, None, None, None
         psi_value = float(psi(off.counts, on.counts))
-        critical = psi_critical_value(off.counts, on.counts, seed=self.seed)
+        critical = psi_critical_value(
+            off.counts, on.counts, self.drift_confidence, seed=self.seed
+        )
         if self.kind != "numeric" or not len(self.online_sample) or not len(self.offline_sample):
             return psi_value, critical, None, None
         stat, pvalue = ks_2samp(self.offline_sample.values, self.online_sample.values)

@@ -29,6 +29,7 @@ class SkewMagnitude:
 
     relative_tolerance: float = 0.01
     seed: int = 0
+    sample_size: int = 5_000
     rows: int = 0
     smape_sum: float = 0.0
     within_tolerance: int = 0
@@ -36,7 +37,7 @@ class SkewMagnitude:
     sample: Reservoir = field(default_factory=Reservoir)
 
     def __post_init__(self) -> None:
-        self.sample = Reservoir(size=5_000, seed=self.seed, salt=7)
+        self.sample = Reservoir(size=self.sample_size, seed=self.seed, salt=7)
 
     def update(self, online: np.ndarray, offline: np.ndarray) -> None:
         """Add mismatching rows where both sides are finite numbers."""

@@ -65,8 +65,14 @@ def lag_histogram(lags: Sequence[float]) -> dict[str, Any]:
 
 
 def exit_code(report: Mapping[str, Any]) -> int:
-    """0 when no finding has severity fail, 1 when one has (DESIGN.md)."""
-    return 1 if any(f.get("severity") == "fail" for f in report.get("findings", [])) else 0
+    """0 when no finding has severity fail, 1 when one has (DESIGN.md).
+
+    >>> warn, fail = {"severity": "warn"}, {"severity": "fail"}
+    >>> exit_code({"findings": [warn]}), exit_code({"findings": [warn, fail]}), exit_code({})
+    (0, 1, 0)
+    """
+    findings = report.get("findings") or []
+    return int(any(isinstance(f, Mapping) and f.get("severity") == "fail" for f in findings))
 
 
 def build_report(

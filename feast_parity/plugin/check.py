@@ -102,6 +102,7 @@ class ParityCheck:
         self.features: dict[str, FeatureComparison] = {}
         self.views: dict[str, ViewComparison] = {}
         self.missing_registry: dict[str, set[str]] = {}
+        self.missing_offline: dict[str, set[str]] = {}
         self.deleted_views: dict[str, int] = {}
         self.skipped = Skipped()
         self.samples = 0
@@ -221,6 +222,12 @@ class ParityCheck:
             self.missing_registry.setdefault(view_name, set()).update(gone)
         started = time.perf_counter()
         offline = self._offline(info, rows, in_registry)
+        if offline.missing:
+            self.missing_offline.setdefault(view_name, set()).update(offline.missing)
+            self._note_once(
+                f"the offline store returned no column for {', '.join(sorted(offline.missing))} "
+                f"of {view_name}: schema divergence"
+            )
         labels = self.labeler.labels(rows) if self.labeler is not None else None
         self.timings["offline_seconds"] += time.perf_counter() - started
         started = time.perf_counter()
@@ -308,6 +315,7 @@ class ParityCheck:
             redacted=ref in self.redacted,
             seed=self.config.seed,
             relative_tolerance=thresholds.mismatch_relative_tolerance,
+            drift_confidence=thresholds.drift_confidence,
             max_cohorts=self.config.cohorts.max_cohorts,
         )
         comparison.fills.configured = configured_hashes(
@@ -338,7 +346,10 @@ class ParityCheck:
             result["feature"] = ref
             result["feature_view"] = view_name
             result["declared"] = info.declared.get(name) if info else None
-            result["missing_offline"] = name in self.missing_registry.get(view_name, set())
+            result["missing_offline"] = name in (
+                self.missing_registry.get(view_name, set())
+                | self.missing_offline.get(view_name, set())
+            )
             result["on_demand"] = comparison.on_demand
             result["definition_fingerprint"] = definition_fingerprint(info.view) if info else None
             features.append(result)
@@ -348,8 +359,16 @@ class ParityCheck:
             row = {"feature_view": view_name, "on_demand": view.on_demand, **view.result()}
             if info is not None and not info.on_demand:
                 row.update(view_freshness(self.store, info.view, self.now))
-            else:
-                row.update({"ttl_seconds": None, "slo_seconds": None})
+            else:  # on-demand: computed at request time, nothing materialized
+                row.update(
+                    {
+                        "materialization_lag_seconds": None,
+                        "source_lag_seconds": None,
+                        "ttl_seconds": None,
+                        "slo_seconds": None,
+                        "slo_source": "none (on-demand view)",
+                    }
+                )
             if view.rows and not view.offline_rows and not view.on_demand:
                 self._note_once(
                     f"the offline store returned no rows for {view_name} in this window; "

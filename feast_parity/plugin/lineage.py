@@ -188,11 +188,8 @@ def _resolve_refs(store: Any, features: Any) -> list[str]:
     from feast.feature_service import FeatureService
 
     if isinstance(features, FeatureService):
-        return [
-            f"{p.name_to_use()}:{f.name}"
-            for p in features.feature_view_projections
-            for f in p.features
-        ]
+        # lineage is keyed by the registry's view names, not a projection's alias
+        return [f"{p.name}:{f.name}" for p in features.feature_view_projections for f in p.features]
     if isinstance(features, str):
         features = [features]
     refs = list(features)

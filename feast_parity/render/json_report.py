@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from feast_parity.parity.report import exit_code  # the one owner of the exit-code rule
+
 __all__ = ["exit_code", "jsonable", "to_json"]
 
 
@@ -34,17 +36,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     return str(value)
-
-
-def exit_code(report: Mapping[str, Any]) -> int:
-    """0 when no finding has severity fail, 1 when one has (DESIGN.md).
-
-    >>> warn, fail = {"severity": "warn"}, {"severity": "fail"}
-    >>> exit_code({"findings": [warn]}), exit_code({"findings": [warn, fail]}), exit_code({})
-    (0, 1, 0)
-    """
-    findings = report.get("findings") or []
-    return int(any(isinstance(f, Mapping) and f.get("severity") == "fail" for f in findings))
 
 
 def to_json(report: Mapping[str, Any]) -> str:

@@ -254,9 +254,10 @@ class SampleLog:
                 part = _window(decode_batch(table, first_id), since, until)
             except NewerLogError:
                 raise
-            except (LogFormatError, OSError, pa.ArrowException) as exc:
-                del exc
-                skipped.add(f"damaged Parquet file {os.path.basename(path)}", first_id)
+            except (LogFormatError, OSError, pa.ArrowException):
+                # rows where the file's footer still says how many, else the file counts one
+                for _ in range(max(_parquet_rows(filesystem, path), 1)):
+                    skipped.add(f"damaged Parquet file {os.path.basename(path)}", first_id)
                 continue
             if part is None:
                 continue

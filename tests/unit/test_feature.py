@@ -764,3 +764,45 @@ def test_stale_lags_are_a_uniform_sample_of_all_chunks() -> None:
     assert sum(counts.values()) == RESERVOIR_SIZE
     for lag in (100.0, 200.0, 300.0):  # keeping the last 10,000 would give only 300 s
         assert counts[lag] / RESERVOIR_SIZE == pytest.approx(1 / 3, abs=0.03)
+
+
+def test_a_row_served_with_an_event_time_after_its_request_is_future_and_not_current() -> None:
+    served = served_rows([T + 30 * SECOND, ago(100)], {"a": [PRESENT, PRESENT]})
+    offline = offline_rows([ago(5), ago(100)], [T + 30 * SECOND, ago(100)])
+    got = classify(served, offline, 3600.0)
+    assert got.future.tolist() == [True, False]
+    assert got.exact.tolist() == [True, True]  # compared at its own event time
+    assert got.current.tolist() == [False, True]  # never against the request-time row
+    view = ViewComparison("v")
+    view.update(served, got)
+    assert view.result()["future_rows"] == 1
+
+
+def test_the_magnitude_leaves_out_rows_whose_served_value_is_a_fill_value() -> None:
+    """0.0 served in place of real values is a default; the true skew of other rows (+1.0)
+    is what the magnitude describes."""
+    n = 300
+    offline = [float(10 + i % 50) for i in range(n)]
+    online = [0.0 if i % 3 == 0 else (v + 1.0 if i % 3 == 1 else v) for i, v in enumerate(offline)]
+    got = result(compare(online, offline))
+    assert got["fill_values"] == [0.0]
+    magnitude = got["mismatch_magnitude"]
+    assert magnitude["rows"] == got["mismatches"] == n // 3
+    assert magnitude["abs_diff"]["max"] == 1.0 and magnitude["abs_diff"]["p50"] == 1.0
+
+
+def test_the_drift_confidence_sets_the_quantile_of_the_critical_value() -> None:
+    rng = np.random.default_rng(11)
+    online, offline = rng.normal(size=500).tolist(), rng.normal(size=500).tolist()
+    low = result(
+        compare(
+            online, offline, comparison=FeatureComparison("v:f", "Float64", drift_confidence=0.9)
+        )
+    )
+    high = result(
+        compare(
+            online, offline, comparison=FeatureComparison("v:f", "Float64", drift_confidence=0.99)
+        )
+    )
+    assert low["psi"] == high["psi"]
+    assert low["psi_critical"] < high["psi_critical"]
