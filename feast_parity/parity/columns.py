@@ -55,6 +55,7 @@ class CanonicalColumn:
     null: np.ndarray
     redact_key: bytes | None = None
     _hashes: np.ndarray | None = field(default=None, repr=False)
+    strings: bool = False  # every non-null value is a plain str (hashed per distinct value)
 
     def __len__(self) -> int:
         return int(self.null.shape[0])
@@ -74,6 +75,7 @@ class CanonicalColumn:
             self.null[index],
             self.redact_key,
             hashes,
+            self.strings,
         )
 
     def set_null(self, rows: np.ndarray) -> None:
@@ -248,14 +250,52 @@ def canonical_column(
     """
     column: CanonicalColumn | None = None
     array = _arrow(values)
+    if (
+        array is None
+        and declared in _STRING_TYPES
+        and isinstance(values, (pa.Array, pa.ChunkedArray))
+    ):
+        array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if array is not None and declared in NUMERIC_TYPES | {"Bool", "UnixTimestamp"}:
         column = _numeric_from_arrow(array, declared)
+    elif declared in _STRING_TYPES:
+        column = _strings(values if array is None else array, declared)
     if column is None:
         source = array if array is not None else values
         column = _object_column(source, declared)
         column = _narrow(column)
     column.redact_key = redact_key
     return column
+
+
+_STRING_TYPES = frozenset({"String"})
+
+
+def _strings(values: Any, declared: str) -> CanonicalColumn | None:
+    """A String column whose values are all str (or null): canonical as they are, no per-value
+    work (a str's canonical form is itself)."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            return None
+        null = _null_mask_from_arrow(
+            values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        )
+        array = np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
+        return CanonicalColumn(declared, "object", array, null, strings=True)
+    import pandas as pd
+
+    array = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
+    if array.dtype != object or array.ndim != 1:
+        return None
+    if pd.api.types.infer_dtype(array, skipna=True) not in ("string", "empty"):
+        return None
+    null = pd.isna(array)
+    if null.any():
+        array = array.copy()
+        array[null] = None
+    if any(type(v) is not str for v in array[~null][:1]):  # a str subclass (e.g. Other)
+        return None
+    return CanonicalColumn(declared, "object", array, np.asarray(null, dtype=bool), strings=True)
 
 
 def _narrow(column: CanonicalColumn) -> CanonicalColumn:
@@ -334,6 +374,8 @@ def _hash_column(column: CanonicalColumn) -> np.ndarray:
     n = len(column)
     if column.redact_key is not None:
         return _keyed_hashes(column)
+    if column.strings:
+        return _string_hashes(column)
     if column.kind == "object" or (
         column.kind == "time" and n and bool((np.abs(column.values) > _MAX_SECONDS).any())
     ):
@@ -357,6 +399,25 @@ def _hash_column(column: CanonicalColumn) -> np.ndarray:
         return out
     out = xxh3_64_fixed(_fixed_encodings(column)) if n else np.zeros(0, dtype=np.uint64)
     out[column.null] = _U64(_NULL)
+    return out
+
+
+def _string_hashes(column: CanonicalColumn) -> np.ndarray:
+    """Hashes of a str column: each distinct value hashed once (Arrow's dictionary encoding)."""
+    import xxhash
+
+    encoded = pa.array(column.values, type=pa.large_string()).dictionary_encode()
+    distinct = encoded.dictionary.to_pylist()
+    h = xxhash.xxh3_64_intdigest
+    table = np.fromiter(
+        (h(encode_canonical(v, column.declared)) for v in distinct),
+        dtype=np.uint64,
+        count=len(distinct),
+    )
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    out = np.full(len(column), np.uint64(_NULL), dtype=np.uint64)
+    valid = ~column.null
+    out[valid] = table[codes[valid].astype(np.int64)]
     return out
 
 

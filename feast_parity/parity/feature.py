@@ -197,10 +197,12 @@ class FeatureComparison:
         self.stale_sample.add(outcomes.stale_lag[index][stale])
         self.expired_rows += int(outcomes.expired[index].sum())
         self.online_only_rows += int(outcomes.online_only[index].sum())
-        for kind in kinds.tolist():
-            if kind is not None and kind != "null_val":
+        present = kinds[~feature.empty]
+        if present.size:
+            names, counts = np.unique(present.astype(str), return_counts=True)
+            for kind, count in zip(names.tolist(), counts.tolist()):
                 name = ONLINE_TYPE_NAMES.get(kind, kind)
-                self.kinds[name] = self.kinds.get(name, 0) + 1
+                self.kinds[name] = self.kinds.get(name, 0) + int(count)
         for name, count in feature.declared_at_serving.items():
             self.declared_at_serving[name] = self.declared_at_serving.get(name, 0) + count
         if offline_type is not None:
@@ -272,7 +274,9 @@ class FeatureComparison:
         online, off = feature.values.numbers()[rows], offline.numbers()[rows]
         hashes = online_hash[rows]
         candidates = set(self.fills.tallies)
-        in_candidates = np.fromiter((int(h) in candidates for h in hashes.tolist()), bool, len(rows))
+        in_candidates = np.fromiter(
+            (int(h) in candidates for h in hashes.tolist()), bool, len(rows)
+        )
         self.magnitude.update(online[~in_candidates], off[~in_candidates])
         for h in np.unique(hashes[in_candidates]).tolist():
             pick = hashes[in_candidates] == h
@@ -463,7 +467,9 @@ class FeatureComparison:
             return {"psi_vs_training": None, "psi_vs_training_critical": None}
         return {
             "psi_vs_training": float(psi(hist.counts, served.counts)),
-            "psi_vs_training_critical": psi_critical_value(hist.counts, served.counts, self.drift_confidence, seed=self.seed),
+            "psi_vs_training_critical": psi_critical_value(
+                hist.counts, served.counts, self.drift_confidence, seed=self.seed
+            ),
         }
 
     def _drift(self) -> tuple[float | None, float | None, float | None, float | None]:
@@ -471,9 +477,7 @@ class FeatureComparison:
         if on is None or off is None or on.total == 0 or off.total == 0:
             return None, None, None, None
         psi_value = float(psi(off.counts, on.counts))
-        critical = psi_critical_value(
-            off.counts, on.counts, self.drift_confidence, seed=self.seed
-        )
+        critical = psi_critical_value(off.counts, on.counts, self.drift_confidence, seed=self.seed)
         if self.kind != "numeric" or not len(self.online_sample) or not len(self.offline_sample):
             return psi_value, critical, None, None
         stat, pvalue = ks_2samp(self.offline_sample.values, self.online_sample.values)

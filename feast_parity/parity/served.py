@@ -44,7 +44,8 @@ class ServedFeature:
     @property
     def empty(self) -> np.ndarray:
         """Rows served without a value (no protobuf kind, or ``null_val``)."""
-        return np.fromiter((k in NULL_KINDS for k in self.kinds.tolist()), bool, len(self.kinds))
+        kinds = self.kinds
+        return np.asarray(np.equal(kinds, None) | (kinds == "null_val"), dtype=bool)
 
     def take(self, index: np.ndarray) -> ServedFeature:
         return ServedFeature(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -423,19 +423,27 @@ class ParityCheck:
         self.notes.extend(self.skipped.notes())
 
 
-def _entity_labels(rows: ServedRows, info: ViewInfo) -> list[str]:
-    """Per row, the view's entity key as sorted-keys JSON (for examples and cohorts)."""
-    names = sorted(rows.keys)
-    columns = [rows.keys[k].tolist() for k in names]
-    out = []
-    memo: dict[tuple[Any, ...], str] = {}
-    for values in zip(*columns) if columns else [()] * len(rows):
-        key = tuple(values)
-        label = memo.get(key)
-        if label is None:
-            label = memo[key] = json.dumps(dict(zip(names, values)), sort_keys=True, default=str)
-        out.append(label)
-    return out
+class _EntityLabels(Sequence[str]):
+    """Per row, the view's entity key as sorted-keys JSON, made only for the rows that are
+    shown (examples, cohorts): most rows never need one."""
+
+    def __init__(self, rows: ServedRows) -> None:
+        self.names = sorted(rows.keys)
+        self.columns = [rows.keys[k] for k in self.names]
+        self.n = len(rows)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        values = {name: column[i] for name, column in zip(self.names, self.columns)}
+        return json.dumps(values, sort_keys=True, default=str)
+
+
+def _entity_labels(rows: ServedRows, info: ViewInfo) -> Sequence[str]:
+    return _EntityLabels(rows)
 
 
 def progress_bar() -> Callable[[int, int], None]:
