@@ -250,6 +250,8 @@ def canonical_column(
     """
     column: CanonicalColumn | None = None
     array = _arrow(values)
+    if array is None and type(values) is list and declared in _TYPED_LISTS:
+        array = _typed_list(values)  # plain Python numbers or strings: Arrow converts in C
     if (
         array is None
         and declared in _STRING_TYPES
@@ -269,6 +271,34 @@ def canonical_column(
 
 
 _STRING_TYPES = frozenset({"String"})
+_TYPED_LISTS = NUMERIC_TYPES | {"Bool", "String"}
+_PLAIN = {
+    "Int32": (int,),
+    "Int64": (int,),
+    "Float32": (float, int),
+    "Float64": (float, int),
+    "Bool": (bool,),
+    "String": (str,),
+}
+
+
+_PLAIN_ARROW = {int: pa.int64(), float: pa.float64(), bool: pa.bool_(), str: pa.string()}
+
+
+def _typed_list(values: list[Any]) -> pa.Array | None:
+    """An Arrow array of a list of plain values of one kind (None allowed), else None: a bool
+    among ints or an int under Float64 must take the per-value path, which keeps them apart."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if len(kinds) != 1:
+        return None if kinds else pa.nulls(len(values))
+    arrow = _PLAIN_ARROW.get(kinds.pop())
+    if arrow is None:
+        return None
+    try:
+        return pa.array(values, type=arrow)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
 
 
 def _strings(values: Any, declared: str) -> CanonicalColumn | None:

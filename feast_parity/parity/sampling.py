@@ -195,12 +195,12 @@ class Sampler:
             cache = self._values[(name, type(values[0]))] = {}
         parts = list(map(cache.get, values))
         if None in parts:
-            if len(cache) >= _VALUE_CACHE_MAX:
-                cache.clear()
             missing = list({v for v, p in zip(values, parts) if p is None})
-            for value, part in zip(missing, _encode_column(name, self._name(name), missing)):
-                cache[value] = part
-            parts = list(map(cache.__getitem__, values))
+            encoded = dict(zip(missing, _encode_column(name, self._name(name), missing)))
+            parts = [encoded[v] if p is None else p for v, p in zip(values, parts)]
+            if len(cache) + len(encoded) > _VALUE_CACHE_MAX:
+                cache.clear()  # bounded memory: a hot key set refills it within a few requests
+            cache.update(encoded)
         return parts  # type: ignore[return-value]
 
     def decide(self, join_keys: Mapping[str, object]) -> bool:

@@ -10,6 +10,7 @@ join keys, so the check looks them up offline as the view.
 
 from __future__ import annotations
 
+import operator
 import os
 import socket
 from collections.abc import Sequence
@@ -17,12 +18,14 @@ from typing import Any, NamedTuple
 
 from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
 from feast.type_map import feast_value_type_to_python_type
+from xxhash import xxh3_64_intdigest
 
 from feast_parity.parity.samplelog import BatchBuilder
 from feast_parity.plugin.hook import RequestSnapshot
 from feast_parity.plugin.registry import ViewCatalog, served_columns, udf_fingerprint
 
 NULL_TIMESTAMP = -9223372036854775808  # Feast's NULL_TIMESTAMP_INT_VALUE (int64 min)
+_WHICH = operator.methodcaller("WhichOneof", "val")
 _SCALAR_KINDS = frozenset(
     {"int64_val", "int32_val", "double_val", "float_val", "string_val", "bool_val", "bytes_val"}
 )
@@ -52,6 +55,7 @@ class _Layout(NamedTuple):
     on_demand: bool
     declared: dict[str, str]  # every feature of the view (registry types) and served extras
     features: list[tuple[str, int]]  # (feature, index in the response's results)
+    feature_names: tuple[str, ...]  # the features, sorted
     join_keys: tuple[str, ...]  # the view's own join keys, in log order
     key_sources: list[int]  # per join key, its index in plan.key_names
     request_fields: list[tuple[str, int]]  # (request field, index in plan.extra_names)
@@ -60,23 +64,23 @@ class _Layout(NamedTuple):
 
 def read_values(
     result: Any, rows: Sequence[int] | None
-) -> tuple[list[Any], list[int], list[str | None], list[float]]:
-    """(values, statuses, protobuf kinds, event times) of the sampled rows of one column.
+) -> tuple[list[Any], list[int], list[str | None]]:
+    """(values, statuses, protobuf kinds) of the sampled rows of one column.
 
     Scalars and lists are read from the protobuf field as Feast's converter would return them;
     maps, structs, JSON and other kinds go through Feast's own converter."""
-    values_pb, statuses_pb, stamps_pb = result.values, result.statuses, result.event_timestamps
+    values_pb, statuses_pb = result.values, result.statuses
     if rows is not None and len(rows) != len(values_pb):
         values_pb = [values_pb[i] for i in rows]
         statuses = [statuses_pb[i] for i in rows]
-        stamps = [stamps_pb[i] for i in rows]
     else:
-        statuses, stamps = list(statuses_pb), list(stamps_pb)
+        statuses = list(statuses_pb)
+    fast = _read_one_scalar_kind(values_pb)
+    if fast is not None:
+        return fast[0], statuses, fast[1]
+    kinds: list[str | None] = list(map(_WHICH, values_pb))
     values: list[Any] = []
-    kinds: list[str | None] = []
-    for v in values_pb:
-        kind = v.WhichOneof("val")
-        kinds.append(kind)
+    for v, kind in zip(values_pb, kinds):
         if kind is None or kind == "null_val":
             values.append(None)
         elif kind in _SCALAR_KINDS:
@@ -97,10 +101,47 @@ def read_values(
             values.append(list(v.json_list_val.val))
         else:
             values.append(feast_value_type_to_python_type(v))
+    return values, statuses, kinds
+
+
+def _read_one_scalar_kind(values_pb: Sequence[Any]) -> tuple[list[Any], list[str | None]] | None:
+    """Values and kinds of a column whose every value is of its first value's scalar kind.
+
+    The common case, read in C: reading a oneof field that is not set gives the field's
+    default (0, "", False), so only values equal to the default are asked their kind. None when
+    the column is of another shape (nulls, lists, mixed kinds).
+
+    >>> from feast.protos.feast.types.Value_pb2 import Value
+    >>> _read_one_scalar_kind([Value(int64_val=3), Value(int64_val=0)])
+    ([3, 0], ['int64_val', 'int64_val'])
+    >>> _read_one_scalar_kind([Value(int64_val=3), Value()]) is None
+    True
+    """
+    if not values_pb:
+        return None
+    kind = values_pb[0].WhichOneof("val")
+    if kind not in _SCALAR_KINDS:
+        return None
+    values = list(map(operator.attrgetter(kind), values_pb))
+    if not all(values):
+        for value, pb in zip(values, values_pb):
+            if not value and pb.WhichOneof("val") != kind:
+                return None
+    return values, [kind] * len(values)
+
+
+def read_event_times(result: Any, rows: Sequence[int] | None, n: int) -> list[float]:
+    """Event times (epoch seconds) of the sampled rows of one column, 0.0 where there is none.
+
+    Feast gives every feature of a view the view row's timestamp, so one column per view is
+    read (docs/feast_facts.md); join keys and on-demand outputs carry no timestamps."""
+    stamps_pb = result.event_timestamps
+    if rows is not None and len(rows) != len(stamps_pb) and len(stamps_pb):
+        stamps = [stamps_pb[i] for i in rows]
+    else:
+        stamps = list(stamps_pb)
     times = [s.seconds + s.nanos / 1e9 for s in stamps]
-    if len(times) < len(values):  # a column without event times (join keys, on-demand)
-        times = times + [0.0] * (len(values) - len(times))
-    return values, statuses, kinds, times
+    return times + [0.0] * (n - len(times)) if len(times) < n else times
 
 
 class BatchCollector:
@@ -159,14 +200,18 @@ class BatchCollector:
                     for field in source.schema:
                         if field.name in extra_index:
                             request_fields.append((field.name, extra_index[field.name]))
+            # a feature served twice in one projection (cannot happen in Feast): the last
+            features = list(
+                {c.feature: (c.feature, position[c.output_name]) for c in group}.values()
+            )
             out.append(
                 _Layout(
                     group[0].feature_view,
                     projection,
                     bool(info and info.on_demand),
                     declared,
-                    # a feature served twice in one projection (cannot happen in Feast): last
-                    list({c.feature: (c.feature, position[c.output_name]) for c in group}.values()),
+                    features,
+                    tuple(sorted(f for f, _ in features)),
                     join_keys,
                     sources,
                     request_fields,
@@ -209,44 +254,44 @@ class BatchCollector:
         )
         names = tuple(proto.metadata.feature_names.val)
         results = proto.results
-        key_hashes = [_key_hash(k) for k in snap.canonical_keys]
+        key_hashes = list(map(xxh3_64_intdigest, snap.canonical_keys))
+        n = len(key_hashes)
+        key_columns = list(zip(*snap.key_values)) if n else [()] * len(snap.plan.key_names)
+        extra_columns = list(zip(*snap.extra_values)) if n else [()] * len(snap.plan.extra_names)
         added = 0
         for layout in self._layouts(snap, names):
             values: dict[str, list[Any]] = {}
             statuses: dict[str, list[int]] = {}
             kinds: dict[str, list[str | None]] = {}
-            latest: list[float] = [0.0] * len(snap.canonical_keys)
             for feature, pos in layout.features:
-                v, s, k, t = read_values(results[pos], snap.rows)
-                values[feature], statuses[feature], kinds[feature] = v, s, k
-                latest = [a if a >= b else b for a, b in zip(latest, t)]
-            keys = [tuple([row[i] for i in layout.key_sources]) for row in snap.key_values]
-            request_data = {
-                name: [row[i] for row in snap.extra_values] for name, i in layout.request_fields
-            }
-            context = {
-                name: [row[i] for row in snap.key_values]
-                for i, name in enumerate(snap.plan.key_names)
-                if name not in layout.join_keys
-            }
-            builder = self._builder(layout)
-            builder.add(
-                features=[f for f, _ in layout.features],
+                values[feature], statuses[feature], kinds[feature] = read_values(
+                    results[pos], snap.rows
+                )
+            if layout.features:
+                times = read_event_times(results[layout.features[0][1]], snap.rows, n)
+            else:
+                times = [0.0] * n
+            self._builder(layout).add(
+                features=layout.feature_names,
                 request_id=snap.request_id,
                 request_time=snap.request_time,
                 service=snap.plan.service,
                 projection=layout.projection,
-                keys=keys,
+                keys={key: key_columns[i] for key, i in zip(layout.join_keys, layout.key_sources)},
                 key_hashes=key_hashes,
-                event_times=[t if t > 0 else None for t in latest],
+                event_times=[t if t > 0 else None for t in times],
                 values=values,
                 statuses=statuses,
                 kinds=kinds,
-                request_data=request_data,
+                request_data={name: extra_columns[i] for name, i in layout.request_fields},
                 udf_fingerprint=layout.udf_fingerprint,
-                context=context,
+                context={
+                    name: key_columns[i]
+                    for i, name in enumerate(snap.plan.key_names)
+                    if name not in layout.join_keys
+                },
             )
-            added += len(keys)
+            added += n
         return added
 
     def take(self) -> list[Any]:
@@ -255,9 +300,3 @@ class BatchCollector:
 
     def discard(self) -> None:
         self._builders = {}
-
-
-def _key_hash(canonical_key: bytes) -> int:
-    import xxhash
-
-    return xxhash.xxh3_64_intdigest(canonical_key)

@@ -201,7 +201,7 @@ def test_a_json_string_is_compared_as_the_json_text_both_sides_hold(value: str) 
         statuses = [1]
         event_timestamps: list = []
 
-    served, _, kinds, _ = read_values(Result, None)
+    served, _, kinds = read_values(Result, None)
     assert kinds == ["json_val"] and served == [json.dumps(value)]
     offline_text = json.dumps(value)
     assert same(canonical_value(served[0], "Json"), canonical_value(offline_text, "Json"))

@@ -348,6 +348,19 @@ def test_sample_rows_are_the_sampled_rows_with_their_canonical_keys(
         sampler.sample_rows({"a": [1, 2], "b": [1]})
 
 
+def test_value_cache_overflow_keeps_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-column value cache is bounded; a request that overflows it (some values
+    cached, some new) still gets every row's key, the same as a fresh sampler's."""
+    import feast_parity.parity.sampling as sampling
+
+    monkeypatch.setattr(sampling, "_VALUE_CACHE_MAX", 8)
+    warm = Sampler(1.0, 5)
+    warm.sample_rows({"user_id": list(range(8))})
+    rows = {"user_id": list(range(3, 20)), "name": [str(i) for i in range(17)]}
+    assert warm.sample_rows(rows) == Sampler(1.0, 5).sample_rows(rows)
+    assert len(warm._values[("user_id", int)]) <= 17
+
+
 # --- distribution and determinism ---------------------------------------------------------
 
 _CHILD = """

@@ -25,6 +25,7 @@ from feast_parity.parity.samplelog.format import (
     META_REDACTED,
     META_VERSION,
     META_VIEW,
+    KIND,
     TIME,
     arrow_type,
     json_text,
@@ -75,30 +76,35 @@ def _list_element(value: Any) -> Any:
     return value
 
 
-@dataclass
-class _Chunk:
-    features: tuple[str, ...]
-    request_id: str
-    request_time: float
-    service: str | None
-    projection: str
-    keys: list[tuple[Any, ...]]
-    key_hashes: list[int]
-    event_times: list[float | None]
-    values: dict[str, list[Any]]
-    statuses: dict[str, list[int]]
-    kinds: dict[str, list[str | None]]
-    request_data: dict[str, list[Any]]
-    udf_fingerprint: str | None
-    context: dict[str, list[Any]]
+def _extend(
+    columns: dict[str, list[Any]], given: Mapping[str, Sequence[Any]], before: int, k: int
+) -> None:
+    """Append one request's ``k`` rows to per-name columns, None where a name is absent.
+
+    >>> columns = {"a": [1]}
+    >>> _extend(columns, {"b": [2, 3]}, before=1, k=2)
+    >>> columns
+    {'a': [1, None, None], 'b': [None, 2, 3]}
+    """
+    for name, values in given.items():
+        column = columns.get(name)
+        if column is None:
+            column = columns[name] = [None] * before
+        column.extend(values)
+    if len(given) != len(columns):
+        padding = [None] * k
+        for name, column in columns.items():
+            if name not in given:
+                column.extend(padding)
 
 
 @dataclass
 class BatchBuilder:
     """Rows of one view, gathered by the writer thread, turned into one batch at flush.
 
-    Canonical values, hashes and row hashes are computed column by column in :meth:`to_batch`,
-    once per flush, not per value as rows arrive.
+    :meth:`add` only appends a request's columns to the builder's (a few list extends);
+    canonical values, hashes and row hashes are computed column by column in
+    :meth:`to_batch`, once per flush, not per value as rows arrive.
     """
 
     feature_view: str
@@ -110,8 +116,20 @@ class BatchBuilder:
     redacted: frozenset[str] = frozenset()
     redact_key: bytes | None = None
     on_demand: bool = False
-    chunks: list[_Chunk] = field(default_factory=list)
     rows: int = 0
+    # per request
+    _sizes: list[int] = field(default_factory=list)
+    _requests: list[tuple[str, float, str | None, str, str | None]] = field(default_factory=list)
+    _layouts: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+    # per row
+    _keys: dict[str, list[Any]] = field(default_factory=dict)
+    _key_hashes: list[int] = field(default_factory=list)
+    _event_times: list[float | None] = field(default_factory=list)
+    _values: dict[str, list[Any]] = field(default_factory=dict)
+    _statuses: dict[str, list[Any]] = field(default_factory=dict)
+    _kinds: dict[str, list[Any]] = field(default_factory=dict)
+    _request_data: dict[str, list[Any]] = field(default_factory=dict)
+    _context: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(
         self,
@@ -121,7 +139,7 @@ class BatchBuilder:
         request_time: float,
         service: str | None,
         projection: str,
-        keys: list[tuple[Any, ...]],
+        keys: Mapping[str, Sequence[Any]],
         key_hashes: list[int],
         event_times: list[float | None],
         values: dict[str, list[Any]],
@@ -131,58 +149,59 @@ class BatchBuilder:
         udf_fingerprint: str | None = None,
         context: dict[str, list[Any]] | None = None,
     ) -> None:
-        """Add the sampled rows of one request (``keys`` in ``join_keys`` order; ``context``:
-        the request's other join keys, by name)."""
-        self.chunks.append(
-            _Chunk(
-                tuple(sorted(features)),
-                request_id,
-                request_time,
-                service,
-                projection,
-                keys,
-                key_hashes,
-                event_times,
-                values,
-                statuses,
-                kinds,
-                request_data or {},
-                udf_fingerprint,
-                context or {},
-            )
-        )
-        self.rows += len(keys)
+        """Add the sampled rows of one request: ``keys``, the view's join key columns by name;
+        ``context``, the request's other join keys by name; ``features`` sorted."""
+        before, k = self.rows, len(key_hashes)
+        self._layouts.setdefault(tuple(features), []).append(len(self._sizes))
+        self._sizes.append(k)
+        self._requests.append((request_id, request_time, service, projection, udf_fingerprint))
+        _extend(self._keys, keys, before, k)
+        self._key_hashes.extend(key_hashes)
+        self._event_times.extend(event_times)
+        if len(values) == len(self._values) and all(f in self._values for f in values):
+            for name, served in values.items():  # the usual request: the same features again
+                self._values[name].extend(served)
+                self._statuses[name].extend(statuses[name])
+                self._kinds[name].extend(kinds[name])
+        else:
+            _extend(self._values, values, before, k)
+            _extend(self._statuses, statuses, before, k)
+            _extend(self._kinds, kinds, before, k)
+        if request_data or self._request_data:
+            _extend(self._request_data, request_data or {}, before, k)
+        if context or self._context:
+            _extend(self._context, context or {}, before, k)
+        self.rows = before + k
 
     def to_batch(self) -> pa.RecordBatch:
-        chunks = self.chunks
-        n = self.rows
-        sizes = [len(c.keys) for c in chunks]
+        n, sizes = self.rows, np.asarray(self._sizes, dtype=np.int64)
+        request_ids, request_times, services, projections, udfs = zip(*self._requests)
         arrays: dict[str, pa.Array] = {}
 
-        def repeat(values: Sequence[Any], arrow: pa.DataType) -> pa.Array:
-            return pa.array([v for v, k in zip(values, sizes) for _ in range(k)], type=arrow)
+        request_of_row = pa.array(np.repeat(np.arange(len(sizes)), sizes))
 
-        arrays["request_id"] = repeat([c.request_id for c in chunks], pa.string())
-        times = np.repeat(np.asarray([c.request_time for c in chunks], dtype=np.float64), sizes)
+        def repeat(values: Sequence[Any], arrow: pa.DataType) -> pa.Array:
+            return pa.array(values, type=arrow).take(request_of_row)
+
+        arrays["request_id"] = repeat(request_ids, pa.string())
+        times = np.repeat(np.asarray(request_times, dtype=np.float64), sizes)
         arrays["request_time"] = pa.array(np.round(times * 1e6).astype(np.int64)).cast(TIME)
-        arrays["feature_service"] = repeat([c.service for c in chunks], pa.string())
-        arrays["projection"] = repeat([c.projection for c in chunks], pa.string())
-        arrays["entity_key_hash"] = pa.array(
-            [h for c in chunks for h in c.key_hashes], type=pa.uint64()
+        arrays["feature_service"] = repeat(services, pa.string())
+        arrays["projection"] = repeat(projections, pa.string())
+        arrays["entity_key_hash"] = pa.array(self._key_hashes, type=pa.uint64())
+        event = np.asarray(
+            [np.nan if t is None else t for t in self._event_times], dtype=np.float64
         )
-        event = [t for c in chunks for t in c.event_times]
         arrays["event_time"] = pa.array(
-            [None if t is None else int(round(t * 1e6)) for t in event], type=pa.int64()
+            np.round(np.nan_to_num(event) * 1e6).astype(np.int64), mask=np.isnan(event)
         ).cast(TIME)
         hashes: dict[str, np.ndarray] = {}
         feature_arrays: dict[str, pa.Array] = {}
         for name in sorted(self.declared):
-            if not any(name in c.values for c in chunks):
+            if name not in self._values:
                 continue
             declared = self.declared[name]
-            served = [v for c, k in zip(chunks, sizes) for v in c.values.get(name, [None] * k)]
-            status = [s for c, k in zip(chunks, sizes) for s in c.statuses.get(name, [None] * k)]
-            kinds = [s for c, k in zip(chunks, sizes) for s in c.kinds.get(name, [None] * k)]
+            served = self._values[name]
             redacted = name in self.redacted
             column = canonical_column(
                 served, declared, redact_key=self.redact_key if redacted else None
@@ -195,37 +214,32 @@ class BatchBuilder:
                 feature_arrays[f"value:{name}"] = value_array
                 if other is not None:
                     feature_arrays[f"other:{name}"] = other
-            feature_arrays[f"status:{name}"] = pa.array(status, type=pa.int8())
+            feature_arrays[f"status:{name}"] = pa.array(self._statuses[name], type=pa.int8())
             feature_arrays[f"hash:{name}"] = pa.array(hashes[name], type=pa.uint64())
-            feature_arrays[f"kind:{name}"] = pa.array(kinds, type=pa.string())
+            feature_arrays[f"kind:{name}"] = _kind_array(self._kinds[name])
         row_hash = np.zeros(n, dtype=np.uint64)
         fingerprints = np.zeros(n, dtype=np.uint64)
-        start = 0
-        for layout, rows in _layouts(chunks, sizes).items():
+        request_index = np.repeat(np.arange(len(sizes)), sizes)
+        for layout, requests in self._layouts.items():
+            rows = np.flatnonzero(np.isin(request_index, requests))
             fingerprint = schema_fingerprint({f: self.declared[f] for f in layout})
             fingerprints[rows] = fingerprint
             if layout:
                 row_hash[rows] = row_hashes([hashes[f][rows] for f in layout], fingerprint)
-        del start
         arrays["row_hash"] = pa.array(row_hash, type=pa.uint64())
         arrays["schema_fingerprint"] = pa.array(fingerprints, type=pa.uint64())
         arrays["sample_rate"] = pa.array(np.full(n, self.sample_rate, dtype=np.float64))
         arrays["seed"] = pa.array(np.full(n, self.seed, dtype=np.uint64))
-        arrays["writer"] = pa.array([self.writer] * n, type=pa.string())
-        for i, key in enumerate(self.join_keys):
-            arrays[f"key:{key}"] = _key_array([k[i] for c in chunks for k in c.keys])
+        arrays["writer"] = pa.array([self.writer], type=pa.string()).take(np.zeros(n, np.int64))
+        for key in self.join_keys:
+            arrays[f"key:{key}"] = _key_array(self._keys.get(key, [None] * n))
         arrays.update(feature_arrays)
-        for name in sorted({r for c in chunks for r in c.context} - set(self.join_keys)):
-            values = [v for c, k in zip(chunks, sizes) for v in c.context.get(name, [None] * k)]
-            arrays[f"context:{name}"] = _key_array(values)
-        request_names = sorted({r for c in chunks for r in c.request_data})
-        for name in request_names:
-            values = [
-                v for c, k in zip(chunks, sizes) for v in c.request_data.get(name, [None] * k)
-            ]
-            arrays[f"request:{name}"] = _loose_array(values)
+        for name in sorted(set(self._context) - set(self.join_keys)):
+            arrays[f"context:{name}"] = _key_array(self._context[name])
+        for name in sorted(self._request_data):
+            arrays[f"request:{name}"] = _loose_array(self._request_data[name])
         if self.on_demand:
-            arrays["udf_fingerprint"] = repeat([c.udf_fingerprint for c in chunks], pa.string())
+            arrays["udf_fingerprint"] = repeat(udfs, pa.string())
         metadata = {
             META_VERSION: str(LOG_VERSION).encode(),
             META_VIEW: self.feature_view.encode("utf-8", "surrogatepass"),
@@ -238,18 +252,17 @@ class BatchBuilder:
         )
 
 
-def _layouts(chunks: Sequence[_Chunk], sizes: Sequence[int]) -> dict[tuple[str, ...], np.ndarray]:
-    """Row indexes per requested-feature set."""
-    out: dict[tuple[str, ...], list[int]] = {}
-    start = 0
-    for c, k in zip(chunks, sizes):
-        out.setdefault(c.features, []).extend(range(start, start + k))
-        start += k
-    return {layout: np.asarray(rows, dtype=np.int64) for layout, rows in out.items()}
+def _kind_array(kinds: list[str | None]) -> pa.Array:
+    """The ``kind:`` column, dictionary-encoded: a column holds a handful of distinct kinds,
+    most often one (counted in C, the kinds being the same interned str objects)."""
+    if kinds and kinds[0] is not None and kinds.count(kinds[0]) == len(kinds):
+        indices = pa.array(np.zeros(len(kinds), dtype=np.int8))
+        return pa.DictionaryArray.from_arrays(indices, pa.array([kinds[0]], pa.string()))
+    return pa.array(kinds, type=pa.string()).dictionary_encode().cast(KIND)
 
 
 def _key_array(values: list[Any]) -> pa.Array:
-    types = {type(v) for v in values}
+    types = set(map(type, values))
     if types <= {int, bool} and bool not in types:
         try:
             return pa.array(values, type=pa.int64())

@@ -29,7 +29,7 @@ column                   type                      meaning
 ``other:<feature>``      string (only if needed)   JSON text of a served value that does not
                                                    fit the declared type (then value is null)
 ``hash:<feature>``       uint64                    value hash (keyed HMAC when redacted)
-``kind:<feature>``       string                    protobuf value kind served (``float_val``)
+``kind:<feature>``       dictionary<int8, string>  protobuf value kind served (``float_val``)
 ``request:<field>``      typed                     request-source inputs (on-demand views)
 ``udf_fingerprint``      string                    transformation the serving process ran
 =======================  ========================  ===========================================
@@ -56,6 +56,7 @@ META_REDACTED = b"feast_parity.redacted"
 META_ON_DEMAND = b"feast_parity.on_demand"
 
 TIME = pa.timestamp("us", tz="UTC")
+KIND = pa.dictionary(pa.int8(), pa.string())  # the kind: columns
 _SCALAR_ARROW = {
     "Int32": pa.int32(),
     "Int64": pa.int64(),
