@@ -38,9 +38,7 @@ ROW = "__row"
 def _read(root: Path, view: str, columns: list[str], since: datetime, until: datetime) -> pa.Table:
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(
-        str(root / f"feature_view={view}"), format="parquet", partitioning="hive"
-    )
+    dataset = ds.dataset(str(root / f"feature_view={view}"), format="parquet", partitioning="hive")
     window = (ds.field("request_time") >= pa.scalar(since, pa.timestamp("us", "UTC"))) & (
         ds.field("request_time") < pa.scalar(until, pa.timestamp("us", "UTC"))
     )
@@ -111,14 +109,14 @@ def bound(repo_path: Path) -> dict[str, Any]:
         t = time.perf_counter()
         if view == "user_engagement":
             sql = (
-                'SELECT l.__row, s.event_timestamp AS offline_time, l.request_time, '
+                "SELECT l.__row, s.event_timestamp AS offline_time, l.request_time, "
                 + ", ".join(f"s.{f}" for f in features)
                 + ' FROM log l ASOF LEFT JOIN users s ON l."key:user_id" = s.user_id '
                 "AND l.request_time >= s.event_timestamp"
             )
         elif view == "video_stats":
             sql = (
-                'SELECT l.__row, s.event_timestamp AS offline_time, l.request_time, '
+                "SELECT l.__row, s.event_timestamp AS offline_time, l.request_time, "
                 + ", ".join(f"s.{f}" for f in features)
                 + ' FROM log l ASOF LEFT JOIN videos s ON l."key:video_id" = s.video_id '
                 "AND l.request_time >= s.event_timestamp"

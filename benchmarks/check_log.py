@@ -151,7 +151,6 @@ def write_log(
     ``log.json`` (sizes and what was planted).
     """
     import xxhash
-
     from feast import FeatureStore
 
     from feast_parity.parity.samplelog import BatchBuilder
@@ -224,7 +223,9 @@ def write_log(
         {
             "user_id": FIRST_USER + row_user,
             "video_id": FIRST_VIDEO + video_index,
-            "event_timestamp": pd.to_datetime(np.round(row_time * 1e6).astype(np.int64), unit="us", utc=True),
+            "event_timestamp": pd.to_datetime(
+                np.round(row_time * 1e6).astype(np.int64), unit="us", utc=True
+            ),
         }
     ).to_parquet(out / "entities.parquet", index=False)
 
@@ -284,16 +285,16 @@ def write_log(
             ("ranking_signals", ODFV_FEATURES),
         ):
             if view == "user_engagement":
-                keys = [(u,) for u in users_q]
+                keys = {"user_id": users_q}
                 context = {"video_id": videos_q}
             elif view == "video_stats":
-                keys = [(v,) for v in videos_q]
+                keys = {"video_id": videos_q}
                 context = {"user_id": users_q}
             else:
-                keys = list(zip(users_q, videos_q))
+                keys = {"user_id": users_q, "video_id": videos_q}
                 context = {}
             current[view].add(
-                features=list(features),
+                features=sorted(features),
                 request_id=rid,
                 request_time=t,
                 service=SERVICE,

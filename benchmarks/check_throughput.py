@@ -20,7 +20,7 @@ process, one after the other (nothing else of the benchmark runs meanwhile):
 Wall seconds are timed inside each process around the work only; peak RSS is the process's
 ``VmHWM``. With ``--out FILE`` only the ``## Check`` section of FILE is rewritten.
 
-    .venv/bin/python benchmarks/check_throughput.py [--rows 100000 1000000] [--out docs/performance.md]
+    .venv/bin/python benchmarks/check_throughput.py [--rows 100000 1000000] [--out FILE]
     .venv/bin/python benchmarks/check_throughput.py --quick          # smoke run, 30,000 rows
     .venv/bin/python benchmarks/check_throughput.py --worker check --repo R --profile FILE
 """
@@ -205,20 +205,20 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         )
         entry: dict[str, Any] = {"n": log.rows, "log": log.__dict__}
         checks, bounds = [], []
-        for _ in range(args.repeat):  # check and bound in turn
+        repeat = args.repeat if n <= args.repeat_max_rows else 1
+        for _ in range(repeat):  # check and bound in turn
             bounds.append(
                 run_variant("bound", [py, str(HERE / "check_bound.py"), str(repo.path)], 3600)
             )
             checks.append(
-                run_variant(
-                    "check", [py, me, "--worker", "check", "--repo", str(repo.path)], 7200
-                )
+                run_variant("check", [py, me, "--worker", "check", "--repo", str(repo.path)], 7200)
             )
         entry["check"], entry["bound"] = median_run(checks), median_run(bounds)
         if not args.skip_feast and n <= args.feast_max_rows:
             entry["feast"] = run_variant(
                 "feast",
-                [py, me, "--worker", "feast", "--repo", str(repo.path), "--values", str(values_dir)],
+                [py, me, "--worker", "feast", "--repo", str(repo.path)]
+                + ["--values", str(values_dir)],
                 3600,
             )
         if not args.skip_evidently and n <= args.evidently_max_rows:
@@ -310,8 +310,10 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         )
     lines += [
         "",
-        "Where the check's time goes (the report's own `timings`; *other* is the rest of the "
-        "wall time: loading the repo and registry, grouping, the report dict):",
+        "Where the check's time goes (the report's own `timings`; *other* is the check's wall "
+        "time minus their sum: loading the repo and registry, grouping, the report dict; it is "
+        "negative when the timings overlap, as `read_seconds` also counts the offline pull of "
+        "the first chunk of each batch view):",
         "",
         "| log rows | read s | offline s | compare s | results s | other s | check s | "
         "log rows/s | bound read / join / compare s |",
@@ -332,12 +334,26 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
             f"{b.get('read_seconds', 0):.2f} / {b.get('join_seconds', 0):.2f} / "
             f"{b.get('compare_seconds', 0):.2f} |"
         )
+
     def pick(target: int) -> dict[str, Any] | None:
         for e in rows:
             if abs(e["n"] - target) <= target * 0.01:
                 return e
         return None
 
+    lines += [
+        "",
+        "Runs (seconds of each run of check and bound, in the order taken):",
+        "",
+        "| log rows | check runs s | bound runs s |",
+        "|--:|---|---|",
+    ]
+    for e in rows:
+        runs = [
+            ", ".join(f"{x:.1f}" for x in (e.get(name) or {}).get("all_seconds", [])) or "—"
+            for name in ("check", "bound")
+        ]
+        lines.append(f"| {e['n']:,} | {runs[0]} | {runs[1]} |")
     one, ten = pick(1_000_000), pick(10_000_000)
     lines += ["", "**Goals** (ratios of this run):", ""]
     for e in rows:
@@ -362,9 +378,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
             f"peak RSS: {_x(rm)} (goal ≤ {GOAL_RSS:g}x: {verdict(rm, GOAL_RSS)})"
         )
     else:
-        lines.append(
-            "- 10M / 1M: not measured in this run (`make bench-check-10m` adds 10M rows)."
-        )
+        lines.append("- 10M / 1M: not measured in this run (`make bench-check-10m` adds 10M rows).")
     if len(rows) >= 2:
         a, b = rows[-2], rows[-1]
         lines.append(
@@ -381,7 +395,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
     ]
     if errors:
         lines += ["", "Failed or timed-out variants: " + "; ".join(errors) + "."]
-    evidently = next((e["evidently"] for e in rows if (e.get("evidently") or {}).get("version")), None)
+    evidently = next(
+        (e["evidently"] for e in rows if (e.get("evidently") or {}).get("version")), None
+    )
     lines += [
         "",
         "How to read it: *check / bound* is how far the check is from the least work the "
@@ -392,8 +408,10 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         "*Evidently / check* above 1 means the check is that many times faster than Evidently's "
         "drift report on ready-made values. *mismatches* counts the planted served changes found "
         "in the batch views (the bound also finds the 1% changed `affinity_score`; the check does "
-        "not compare on-demand values, docs/checks.md). Each figure is one run (or the median of "
-        f"{args.repeat} for check and bound); absolute seconds depend on the machine and its load.",
+        "not compare on-demand values, docs/checks.md). Check and bound figures are the median of "
+        f"{args.repeat} runs each, taken in turn (one run above {args.repeat_max_rows:,} rows), "
+        "with the spread in the runs table below; Feast and Evidently run once. Absolute "
+        "seconds depend on the machine and its load.",
         "",
         f"Produced by `{meta['command']}` (wall time {meta['wall']:.0f} s, log generation "
         "included) on:",
@@ -401,7 +419,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
     ]
     extra = {}
     if evidently:
-        extra["Evidently"] = f"{evidently['version']} (`Report([DataDriftPreset()]).run(Dataset, Dataset).dict()`)"
+        extra["Evidently"] = (
+            f"{evidently['version']} (`Report([DataDriftPreset()]).run(Dataset, Dataset).dict()`)"
+        )
     import duckdb
 
     extra["DuckDB"] = duckdb.__version__
@@ -416,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=check_log.USERS)
     parser.add_argument("--videos", type=int, default=check_log.VIDEOS)
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=1, help="runs of check and bound per N")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of check and bound per N")
+    parser.add_argument("--repeat-max-rows", type=int, default=1_000_000, help="larger N run once")
     parser.add_argument("--skip-feast", action="store_true")
     parser.add_argument("--skip-evidently", action="store_true")
     parser.add_argument("--feast-max-rows", type=int, default=10**9)

@@ -203,8 +203,7 @@ def run_worker(command: list[str], timeout: float) -> tuple[dict[str, Any] | Non
     try:
         proc = subprocess.run(
             command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
             timeout=timeout,
             env=worker_env(),
@@ -223,7 +222,11 @@ def run_worker(command: list[str], timeout: float) -> tuple[dict[str, Any] | Non
 
 
 def block_bootstrap_ratio(
-    variant: list[np.ndarray], base: list[np.ndarray], q: float = 50, reps: int = 2000, seed: int = 0
+    variant: list[np.ndarray],
+    base: list[np.ndarray],
+    q: float = 50,
+    reps: int = 2000,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """95% interval of percentile(variant) / percentile(base), resampling whole rounds.
 

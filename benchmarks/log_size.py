@@ -147,19 +147,37 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     out = []
     for sink, batch in CONFIGS:
         repo = config_repo(root, sink, batch, registry, online)
-        print(f"  serving {args.requests} requests into {sink}, batch_size {batch}", file=sys.stderr)
-        command = [sys.executable, str(HERE / "log_size.py"), "--worker", "--repo", str(repo),
-                   "--requests", str(args.requests)]
+        print(f"  {args.requests} requests into {sink}, batch_size {batch}", file=sys.stderr)
+        command = [
+            sys.executable,
+            str(HERE / "log_size.py"),
+            "--worker",
+            "--repo",
+            str(repo),
+            "--requests",
+            str(args.requests),
+        ]
         result, error, _ = run_worker(command, 1800)
         if result is None:
             raise RuntimeError(f"worker failed: {error}")
         stats = result["stats"]
-        entry: dict[str, Any] = {"sink": sink, "batch_size": batch, "stats": stats,
-                                 "flushed": result["flushed"], "serve_seconds": result["seconds"]}
+        entry: dict[str, Any] = {
+            "sink": sink,
+            "batch_size": batch,
+            "stats": stats,
+            "flushed": result["flushed"],
+            "serve_seconds": result["seconds"],
+        }
         if sink == "sqlite":
             size, payload, batches = sqlite_bytes(repo / "parity.db")
-            entry.update({"bytes": size - empty, "file_bytes": size, "payload_bytes": payload,
-                          "batches": batches})
+            entry.update(
+                {
+                    "bytes": size - empty,
+                    "file_bytes": size,
+                    "payload_bytes": payload,
+                    "batches": batches,
+                }
+            )
         else:
             files = [p for p in (repo / "samples").rglob("*.parquet")]
             entry.update({"bytes": sum(p.stat().st_size for p in files), "batches": len(files)})
@@ -197,8 +215,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
             f"{e['payload_bytes'] / written:,.0f}" if "payload_bytes" in e and written else "—"
         )
         goal = GOALS[e["sink"]]
+        sink = "SQLite (`parity.store`)" if e["sink"] == "sqlite" else "Parquet (`sample_log`)"
         lines.append(
-            f"| {'SQLite (`parity.store`)' if e['sink'] == 'sqlite' else 'Parquet (`parity.sample_log`)'} "
+            f"| {sink} "
             f"| {e['batch_size']:,} | {written:,} | {e['stats']['written_log_rows']:,} | "
             f"{e['batches']:,} | {e['bytes']:,} | {per:,.0f} | {payload} | "
             f"≤ {goal:.0f}: {verdict(per, goal)} |"
@@ -246,8 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         results = measure(args, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    meta = {"command": command_line(), "wall": time.perf_counter() - started,
-            "load_before": load_before, "load_after": load_average()}
+    meta = {
+        "command": command_line(),
+        "wall": time.perf_counter() - started,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
     if args.json:
         args.json.write_text(json.dumps({"results": results, "meta": meta}, indent=1))
     body = render(results, args, meta)

@@ -26,7 +26,7 @@ schedstat``), of its serving (main) thread (``time.thread_time``) and of the who
 request's key columns, warm and cold caches) and the whole request-thread hook
 (``ParityProvider.hook.observe``).
 
-    .venv/bin/python benchmarks/serve_overhead.py [--rounds 40 --block 250] [--out docs/performance.md]
+    .venv/bin/python benchmarks/serve_overhead.py [--rounds 60 --block 250] [--out FILE]
     .venv/bin/python benchmarks/serve_overhead.py --quick       # smoke run
 
 With ``--out FILE`` only the ``## Serving overhead`` section of FILE is rewritten.
@@ -242,8 +242,15 @@ def build(root: Path) -> tuple[Path, Path, Path]:
     return base, data / "registry.db", data / "online_store.db"
 
 
-def variant_repo(root: Path, name: str, provider: str, rate: float | None, store: str | None,
-                 registry: Path, online: Path) -> Path:
+def variant_repo(
+    root: Path,
+    name: str,
+    provider: str,
+    rate: float | None,
+    store: str | None,
+    registry: Path,
+    online: Path,
+) -> Path:
     repo = root / name.replace("@", "_at_")
     repo.mkdir(parents=True)
     config: dict[str, Any] = {
@@ -421,7 +428,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         "(Counters include the warm-up requests.)",
         "",
         f"**Sampling decision at `sample_rate` {s['rate']}** (in the `parity@0.01` worker, after "
-        "the rounds): `Sampler.sample_columns((\"user_id\", \"video_id\"), columns)` on the key "
+        'the rounds): `Sampler.sample_columns(("user_id", "video_id"), columns)` on the key '
         f"columns of one request ({ENTITIES} rows, as the hook builds them), "
         f"{len(warm):,} calls each, timed per call and divided by {ENTITIES} rows. *Warm*: the "
         "demo's users and videos, already in the sampler's value cache (what a serving process "
@@ -479,7 +486,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--block", type=int, default=250, help="requests per block")
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--sampling-calls", type=int, default=20_000)

@@ -13,16 +13,9 @@ import click
 
 from feast_parity import __version__
 from feast_parity.commands import COMMANDS
+from feast_parity.commands.options import USAGE_ERROR
 
-USAGE_ERROR = 2
 INTERRUPTED = 130
-
-
-class UsageError(click.ClickException):
-    """Raised by a command for bad input: printed as one line, exit code 2."""
-
-    exit_code = USAGE_ERROR
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="feast-parity")

@@ -19,7 +19,7 @@ from feast_parity.commands.options import json_option, repo_option
 
 def evaluate_repo(repo: str | Path, *, store: bool = True) -> tuple[Any, Any]:
     """Evaluate (and store) the alerts of a repo; return (Evaluation, AlertRules)."""
-    from feast_parity.cli import UsageError
+    from feast_parity.commands.options import UsageError
     from feast_parity.parity.alerts import evaluate
     from feast_parity.parity.kpis import KpiSourceError
     from feast_parity.plugin.session import load_store, open_engine

@@ -27,7 +27,7 @@ from feast_parity.commands.options import repo_option
 )
 def export(repo: Path, prometheus: Path) -> int:
     """Write the latest run's gauges for Prometheus (textfile collector)."""
-    from feast_parity.cli import UsageError
+    from feast_parity.commands.options import UsageError
     from feast_parity.plugin.metrics import run_metric_families, write_textfile
     from feast_parity.plugin.session import load_store, open_engine
     from feast_parity.store.alerts import load_alerts

@@ -8,6 +8,14 @@ from typing import Any
 
 import click
 
+USAGE_ERROR = 2
+
+
+class UsageError(click.ClickException):
+    """Raised by a command for bad input: printed as one line, exit code 2."""
+
+    exit_code = USAGE_ERROR
+
 repo_option = click.option(
     "--repo",
     type=click.Path(file_okay=False, path_type=Path),

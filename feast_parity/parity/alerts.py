@@ -32,7 +32,8 @@ means a KPI that moved a month ago corroborates nothing today.
 Everything here is a causal, deterministic function of the stored runs and the KPI table:
 adding runs never changes how earlier runs were judged, and re-evaluating the same runs gives
 the same alerts (same ids), which :func:`store_alerts` writes by replacing the project's rows.
-No Feast import: the ``parity.alerts`` block is an :class:`~feast_parity.parity.alert_rules.AlertRules`.
+No Feast import: the ``parity.alerts`` block is an
+:class:`~feast_parity.parity.alert_rules.AlertRules`.
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ def judge_signal(
     for index in sorted(observations):
         obs = observations[index]
         x = obs.value
+        min_delta = rule.min_delta or 0.0  # rules.rule() always resolves it
         reasons = []
         if obs.threshold is not None and x >= obs.threshold:
             reasons.append("threshold")
@@ -222,14 +224,14 @@ def judge_signal(
         std: float | None = None
         if len(history) >= rules.min_history:
             mean, std = history.mean_std()
-            if x - mean > max(rules.sigma * std, rule.min_delta):
+            if mean is not None and x - mean > max(rules.sigma * (std or 0.0), min_delta):
                 reasons.append("sigma")
         if detector is not None:
             detector.update(x)
             if detector.drift_detected and len(history):
                 shifted_from = mean if mean is not None else history.mean_std()[0]
             if shifted_from is not None:
-                if x - shifted_from > rule.min_delta:
+                if x - shifted_from > min_delta:
                     reasons.append("detector")
                 else:
                     shifted_from = None

@@ -35,7 +35,8 @@ Nulls (``None``, ``NaN`` scalars, ``NaT``, pandas ``NA``) are ``None``.
 
 >>> canonical_value(7.0, "Int64"), canonical_value(float("nan"), "Float32")
 (7, None)
->>> canonical_value('{"b": 1.0, "a": [1, 2]}', "Json") == canonical_value({"a": [1, 2], "b": 1}, "Json")
+>>> text, parsed = '{"b": 1.0, "a": [1, 2]}', {"a": [1, 2], "b": 1}
+>>> canonical_value(text, "Json") == canonical_value(parsed, "Json")
 True
 """
 
@@ -355,8 +356,8 @@ def _canonical(value: Any, declared: str) -> Any:
     if declared in _FLOAT_TYPES:
         if isinstance(value, (str, bytes, bool, np.bool_)):
             return Other(repr(value))
-        number = _float(value, declared == "Float32")
-        return Other(repr(value)) if number is None else number
+        as_float = _float(value, declared == "Float32")
+        return Other(repr(value)) if as_float is None else as_float
     if declared in _STRING_TYPES:
         if isinstance(value, str):
             return str.__str__(value)

@@ -332,6 +332,7 @@ def _narrow(column: CanonicalColumn) -> CanonicalColumn:
     """An object column whose canonical values are all of one fixed-width kind, as numpy."""
     declared = column.declared
     valid = column.values[~column.null]
+    dtype: type[np.generic]
     if declared in ("Int32", "Int64"):
         kind, dtype, ok = "int", np.int64, all(type(v) is int for v in valid)
         if ok and valid.size:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -254,7 +254,7 @@ class FeatureComparison:
                 candidate=~online_null & offline_real & (online_hash != req_hash),
                 online_hash=online_hash,
                 example=lambda i: {
-                    "entity": entity_labels[index[i]] if entity_labels is not None else None,
+                    "entity": entity_labels[int(index[i])] if entity_labels is not None else None,
                     "online": None if feature.redacted else jsonable(feature.values.value(i)),
                     "offline": None if feature.redacted else jsonable(on_srv.value(i)),
                 },
@@ -521,7 +521,7 @@ def _percentiles(values: np.ndarray) -> dict[str, float | None]:
     return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, (bool, Other))
 
 

@@ -303,7 +303,8 @@ def view_findings(
                     "stale_serving",
                     name,
                     severity,
-                    f"{pct(view['stale_rate'])} of {rows} rows served an older row than offline had "
+                    f"{pct(view['stale_rate'])} of {rows} rows served an older row than offline "
+                    "had "
                     f"at request time; lag p50 {format_duration(lag.get('p50'))}, p95 "
                     f"{format_duration(lag.get('p95'))}",
                     {
@@ -327,7 +328,8 @@ def view_findings(
                     "expired_serving",
                     name,
                     severity,
-                    f"{pct(view['expired_not_stale_rate'])} of {rows} rows were served past the view's ttl "
+                    f"{pct(view['expired_not_stale_rate'])} of {rows} rows were served past the "
+                    "view's ttl "
                     f"({format_duration(view.get('ttl_seconds'))}); age p50 "
                     f"{format_duration(age.get('p50'))}, p95 {format_duration(age.get('p95'))}",
                     {
@@ -351,7 +353,8 @@ def view_findings(
                     "silent_default",
                     name,
                     severity,
-                    f"{pct(view['not_found_default_rate'])} of {rows} rows were NOT_FOUND online for "
+                    f"{pct(view['not_found_default_rate'])} of {rows} rows were NOT_FOUND online "
+                    "for "
                     "every feature of the view while offline had the row",
                     {
                         "not_found_rows": view["not_found_with_offline"],

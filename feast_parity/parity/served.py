@@ -45,7 +45,7 @@ class ServedFeature:
     def empty(self) -> np.ndarray:
         """Rows served without a value (no protobuf kind, or ``null_val``)."""
         kinds = self.kinds
-        return np.asarray(np.equal(kinds, None) | (kinds == "null_val"), dtype=bool)
+        return np.asarray([k is None or k == "null_val" for k in kinds.tolist()], dtype=bool)
 
     def take(self, index: np.ndarray) -> ServedFeature:
         return ServedFeature(

@@ -280,7 +280,7 @@ def install(registry: CollectorRegistry = REGISTRY) -> HookCollector:
 # --- batch job: gauges of the latest stored run -------------------------------------------------
 
 SEVERITY_VALUE = {"ok": 0, "insufficient_data": 1, "warn": 2, "fail": 3}
-FEATURE_GAUGES = {m.name: (m.gauge, m.help) for m in feature_gauges()}  # the metrics table
+FEATURE_GAUGES = {m.name: (str(m.gauge), m.help) for m in feature_gauges()}  # the metrics table
 LAG_QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
 
 

@@ -18,7 +18,6 @@ from typing import Any
 from tabulate import tabulate
 
 from feast_parity.parity.metrics import cohort_metrics
-
 from feast_parity.render.json_report import exit_code
 
 SEVERITY_RANK = {"fail": 3, "warn": 2, "insufficient_data": 1, "ok": 0}

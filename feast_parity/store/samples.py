@@ -31,6 +31,7 @@ from feast_parity.parity.samplelog import (
 from feast_parity.parity.samplelog.v2 import Skipped, decode_rows
 from feast_parity.parity.served import ServedRows, concat_rows
 from feast_parity.store.schema import sample_batches_table, samples_v2_table
+from feast_parity.store.sinks import hour_label
 
 # sample ids of v3 rows: batch id (SQL) or file number (Parquet) times this, plus the row
 BATCH_ID_STRIDE = 1 << 24
@@ -92,7 +93,8 @@ class SampleLog:
             for view, count in conn.execute(query):
                 out[str(view)] = out.get(str(view), 0) + int(count or 0)
         for view, files in self._parquet_files(since, until).items():
-            rows = sum(_parquet_rows(self.parquet[0], f) for f in files)  # type: ignore[index]
+            filesystem = self.parquet[0]  # type: ignore[index]
+            rows = sum([_parquet_rows(filesystem, f) for f in files])
             out[view] = out.get(view, 0) + rows
         return out
 
@@ -162,7 +164,8 @@ class SampleLog:
                 rows = result.fetchmany(chunk_rows)
                 if not rows:
                     break
-                decoded, skipped = decode_rows([r._mapping for r in rows], self.registry_types)
+                mappings = [dict(r._mapping) for r in rows]
+                decoded, skipped = decode_rows(mappings, self.registry_types)
                 yield decoded.get(view), skipped
 
     def _v3_sql(
@@ -215,8 +218,8 @@ class SampleLog:
             return {}
         if info.type != pafs.FileType.Directory:
             return {}
-        first = np.datetime64(int(_epoch(since) // 3600), "h").astype(str)  # type: ignore[operator]
-        last = np.datetime64(int(_epoch(until) // 3600), "h").astype(str)  # type: ignore[operator]
+        first = hour_label(int((_epoch(since) or 0.0) * 1_000_000))
+        last = hour_label(int((_epoch(until) or 0.0) * 1_000_000))
         out: dict[str, list[str]] = {}
         for entry in filesystem.get_file_info(pafs.FileSelector(root, recursive=True)):
             if entry.type != pafs.FileType.File or not entry.path.endswith(".parquet"):

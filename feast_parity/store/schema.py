@@ -13,8 +13,8 @@ import time
 
 import sqlalchemy as sa
 
-from feast_parity.parity.samplelog import LOG_VERSION, NewerLogError
 from feast_parity.parity.metrics import stored_feature_metrics
+from feast_parity.parity.samplelog import LOG_VERSION, NewerLogError
 
 logger = logging.getLogger("feast_parity")
 

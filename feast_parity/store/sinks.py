@@ -20,6 +20,7 @@ import itertools
 import os
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -192,7 +193,8 @@ class ParquetSink:
 
 def hour_label(micros: int) -> str:
     """The ``hour=`` partition value of a UTC microsecond time."""
-    return np.datetime64(int(micros // 3_600_000_000), "h").astype(str)
+    hour = datetime.fromtimestamp(micros // 3_600_000_000 * 3600, tz=timezone.utc)
+    return hour.strftime("%Y-%m-%dT%H")
 
 
 __all__ = ["TIME", "ParquetSink", "SampleSink", "SqlSink", "hour_label", "resolve_filesystem"]

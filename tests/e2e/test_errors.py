@@ -43,7 +43,7 @@ def test_ten_forced_races_of_one_window_never_hit_a_unique_constraint(build_repo
     for _ in range(10):
         barrier = threading.Barrier(2)
 
-        def write() -> None:
+        def write(barrier: threading.Barrier = barrier) -> None:
             try:
                 barrier.wait()
                 store_run(engine, report)

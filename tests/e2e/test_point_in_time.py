@@ -8,7 +8,8 @@ field mapping and time zones included. Hypothesis draws the data; each store get
 repo whose source is rewritten per example.
 
 The file store uses the local join only: Feast's Dask store cannot return the timestamp column
-as a feature for entities without rows. One documented exception (docs/feast_facts.md O4): Feast's Dask (file) store breaks
+as a feature for entities without rows. One documented exception (docs/feast_facts.md O4):
+Feast's Dask (file) store breaks
 event-time ties unreliably, while materialization always takes the later-created row. On the
 file store the examples therefore have no ties against Feast; ties are compared with the
 row materialization would serve instead.

@@ -36,7 +36,8 @@ from feast_parity.parity.report import (
     run_id_for,
 )
 from feast_parity.parity.stats import (
-    psi_chi_square_bound as psi_critical_value,  # hand-built results: the asymptotic value is enough
+    # hand-built results: the asymptotic value is enough
+    psi_chi_square_bound as psi_critical_value,
 )
 
 WINDOW = (datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 3, 2, tzinfo=timezone.utc))

@@ -19,13 +19,13 @@ from feast_parity.parity.columns import CanonicalColumn, canonical_column, row_h
 from feast_parity.parity.hashing import schema_fingerprint
 from feast_parity.parity.samplelog.format import (
     _SCALAR_ARROW,
+    KIND,
     LOG_VERSION,
     META_DECLARED,
     META_ON_DEMAND,
     META_REDACTED,
     META_VERSION,
     META_VIEW,
-    KIND,
     TIME,
     arrow_type,
     json_text,
@@ -145,9 +145,9 @@ class BatchBuilder:
         values: dict[str, list[Any]],
         statuses: dict[str, list[int]],
         kinds: dict[str, list[str | None]],
-        request_data: dict[str, list[Any]] | None = None,
+        request_data: Mapping[str, Sequence[Any]] | None = None,
         udf_fingerprint: str | None = None,
-        context: dict[str, list[Any]] | None = None,
+        context: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
         """Add the sampled rows of one request: ``keys``, the view's join key columns by name;
         ``context``, the request's other join keys by name; ``features`` sorted."""

@@ -52,6 +52,8 @@ ONLINE_KINDS = {
     "null": None,
 }
 
+V2_REDACTED = "$hmac"  # a v2 cell of a redacted feature: {"$hmac": HMAC-SHA256 hex}
+
 
 def decode_json_value(value: Any) -> Any:
     """A v2 cell value back to the Python value that was served.
@@ -68,7 +70,7 @@ def decode_json_value(value: Any) -> Any:
             return {k: decode_json_value(v) for k, v in value["$map"].items()}
         if "$repr" in value:
             return value["$repr"]
-        if "$hmac" in value:
+        if V2_REDACTED in value:
             return value
     if isinstance(value, list):
         return [decode_json_value(v) for v in value]
@@ -218,7 +220,9 @@ def _view_rows(
     features = {}
     for name in names:
         declared_counts: dict[str, int] = {}
-        values, status, kinds = [None] * n, np.zeros(n, dtype=np.int8), [None] * n
+        values: list[Any] = [None] * n
+        status = np.zeros(n, dtype=np.int8)
+        kinds: list[str | None] = [None] * n
         declared = None
         for i, r in enumerate(rows):
             cell = r.cells.get(name)
@@ -235,7 +239,7 @@ def _view_rows(
             values[i] = decode_json_value(cell[0])
             kinds[i] = ONLINE_KINDS.get(str(cell[3]), str(cell[3]))
         declared = declared or "Invalid"
-        redacted = any(isinstance(v, dict) and "$hmac" in v for v in values)
+        redacted = any(isinstance(v, dict) and V2_REDACTED in v for v in values)
         if redacted:
             column = canonical_column([None] * n, declared)
             hashes = np.asarray([_digest_hash(v) for v in values], dtype=np.uint64)
@@ -264,8 +268,8 @@ def _view_rows(
 def _digest_hash(value: Any) -> int:
     """v2 logs stored redacted values as {"$hmac": hex}: its first 8 bytes as the hash, the
     same derivation as v3's keyed hash (``hashing.keyed_hash``)."""
-    if isinstance(value, dict) and "$hmac" in value:
-        return int.from_bytes(bytes.fromhex(value["$hmac"])[:8], "little")
+    if isinstance(value, dict) and V2_REDACTED in value:
+        return int.from_bytes(bytes.fromhex(value[V2_REDACTED])[:8], "little")
     import xxhash
 
     from feast_parity.parity.hashing import NULL_ENCODING
