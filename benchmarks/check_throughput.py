@@ -410,7 +410,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         "in the batch views (the bound also finds the 1% changed `affinity_score`; the check does "
         "not compare on-demand values, docs/checks.md). Check and bound figures are the median of "
         f"{args.repeat} runs each, taken in turn (one run above {args.repeat_max_rows:,} rows), "
-        "with the spread in the runs table below; Feast and Evidently run once. Absolute "
+        "with the spread in the runs table above; Feast and Evidently run once. Absolute "
         "seconds depend on the machine and its load.",
         "",
         f"Produced by `{meta['command']}` (wall time {meta['wall']:.0f} s, log generation "

@@ -351,6 +351,13 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _judged(row: dict[str, Any], goal: float) -> str:
+    """Met or missed by the p50 ratio, and whether the 95% interval lies on one side."""
+    low, high = row["ci"]
+    text = verdict(row["ratio50"], goal)
+    return f"{text} (CI straddles it)" if low <= goal <= high else text
+
+
 def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, Any]) -> str:
     rows = summarize(results)
     by = {r["name"]: r for r in rows}
@@ -388,7 +395,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
     ]
     for r in rows:
         goal = GOALS.get(r["name"])
-        goal_text = f"≤ {goal:.2f}x: {verdict(r['ratio50'], goal)}" if goal else "baseline"
+        goal_text = f"≤ {goal:.2f}x: {_judged(r, goal)}" if goal else "baseline"
         ci = f"{r['ci'][0]:.3f}–{r['ci'][1]:.3f}" if r["name"] != "local" else "—"
         lines.append(
             f"| `{r['name']}` | {r['requests']:,} | {r['p50']:,.0f} | {r['p95']:,.0f} | "
@@ -455,7 +462,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         "**Goals** (this run): "
         + "; ".join(
             f"`{name}` p50 {by[name]['ratio50']:.3f}x plain (≤ {goal:.2f}x: "
-            f"{verdict(by[name]['ratio50'], goal)})"
+            f"{_judged(by[name], goal)})"
             for name, goal in GOALS.items()
         )
         + f"; sampling decision {np.percentile(warm, 50):.2f} µs warm / "
@@ -494,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 rounds of 50")
     parser.add_argument("--out", type=Path, help="rewrite the ## Serving overhead section here")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--from-json", type=Path, help="render a --json file, measure nothing")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--repo", type=Path, help=argparse.SUPPRESS)
@@ -503,6 +511,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.rounds, args.block, args.warmup, args.sampling_calls = 4, 50, 50, 2000
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        results, meta = data["results"], data["meta"]
+        vars(args).update(data.get("args", {}))
+        args.rounds = len(results["blocks"]["local"])
+        args.block = len(results["blocks"]["local"][0]["latencies_ns"])
+        body = render(results, args, meta)
+        if args.out:
+            replace_section(args.out, SECTION, body)
+        print(body)
+        return 0
     started = time.perf_counter()
     load_before = load_average()
     root = Path(tempfile.mkdtemp(prefix="bench-serve-"))
@@ -517,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": load_average(),
     }
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "meta": meta}))
+        saved = {"warmup": args.warmup, "sampling_calls": args.sampling_calls}
+        args.json.write_text(json.dumps({"results": results, "meta": meta, "args": saved}))
     body = render(results, args, meta)
     print(body)
     if args.out:
