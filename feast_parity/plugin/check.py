@@ -153,10 +153,10 @@ class ParityCheck:
                 self.deleted_views[view_name] = views[view_name]
                 done += views[view_name]
                 continue
-            started = time.perf_counter()
             try:
                 if self.reader.local and not info.on_demand:
-                    self._pull(info)
+                    self._pull(info)  # times itself
+                started = time.perf_counter()
                 for rows, skipped in self.sample_log.iter_view(
                     view_name, self.since, self.until, self.chunk_rows
                 ):

@@ -41,7 +41,7 @@ class ParityConfig(BaseModel):
     offline_join: str = "auto"
     enabled: bool = True
     queue_size: int = Field(10_000, ge=1)
-    batch_size: int = Field(500, ge=1)
+    batch_size: int = Field(5_000, ge=1)
     flush_interval_seconds: float = Field(1.0, gt=0)
     fill_values: list[Any] = Field(default_factory=list)
     thresholds: CheckThresholds = Field(default_factory=CheckThresholds)

@@ -134,6 +134,9 @@ def _hour_partitions(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
     return out
 
 
+_PARQUET_OPTIONS: dict[str, Any] = {"coerce_timestamps": "us", "compression": "zstd"}
+
+
 class ParquetSink:
     """Batches as Parquet files of a dataset partitioned by view and hour."""
 
@@ -180,11 +183,11 @@ class ParquetSink:
                 temporary = f"{directory}/.{name}.tmp"
                 table = pa.Table.from_batches([part])
                 # write under a hidden name, then rename: a reader never sees half a file
-                pq.write_table(table, temporary, filesystem=self.filesystem, coerce_timestamps="us")
+                pq.write_table(table, temporary, filesystem=self.filesystem, **_PARQUET_OPTIONS)
                 try:
                     self.filesystem.move(temporary, final)
                 except OSError:  # object stores without rename: the temp name is ignored later
-                    pq.write_table(table, final, filesystem=self.filesystem, coerce_timestamps="us")
+                    pq.write_table(table, final, filesystem=self.filesystem, **_PARQUET_OPTIONS)
                     self.filesystem.delete_file(temporary)
 
     def close(self) -> None:

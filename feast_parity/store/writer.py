@@ -102,7 +102,7 @@ class SampleWriter:
         collector: Collector,
         *,
         queue_size: int = 10_000,
-        batch_rows: int = 500,
+        batch_rows: int = 5_000,
         flush_interval: float = 1.0,
         retry_seconds: float = 2.0,
     ) -> None:
