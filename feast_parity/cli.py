@@ -17,6 +17,7 @@ from feast_parity.commands.options import USAGE_ERROR
 
 INTERRUPTED = 130
 
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="feast-parity")
 def cli() -> None:

@@ -16,6 +16,7 @@ class UsageError(click.ClickException):
 
     exit_code = USAGE_ERROR
 
+
 repo_option = click.option(
     "--repo",
     type=click.Path(file_okay=False, path_type=Path),

@@ -171,12 +171,15 @@ class FeatureComparison:
         request_times: np.ndarray | None = None,
         cohort_labels: Mapping[str, np.ndarray] | None = None,
         cohort_entities: np.ndarray | None = None,
-    ) -> None:
-        """Add one chunk of aligned rows; rows that did not request the feature are ignored."""
+    ) -> np.ndarray:
+        """Add one chunk of aligned rows; rows that did not request the feature are ignored.
+        Returns, per row of the chunk, whether its served value differs from the offline one
+        at the same event time (not counting null defaults)."""
+        mismatch = np.zeros(len(served.status), dtype=bool)
         index = np.flatnonzero(served.requested)
         n = int(index.size)
         if n == 0:
-            return
+            return mismatch
         feature = served.take(index)
         on_req, on_srv = at_request.take(index), at_served.take(index)
         exact, stale = outcomes.exact[index], outcomes.stale[index]
@@ -216,6 +219,7 @@ class FeatureComparison:
         raw_mismatch = differs & ~null_default
         self.compared += int(exact.sum())
         self.raw_mismatches += int(raw_mismatch.sum())
+        mismatch[index] = raw_mismatch
         self.null_defaults += int(null_default.sum())
         self.null_defaults_not_found += int((null_default & outcomes.not_found[index]).sum())
         req_hash = on_req.hashes()
@@ -260,6 +264,7 @@ class FeatureComparison:
                 },
                 entities=None if cohort_entities is None else cohort_entities[index],
             )
+        return mismatch
 
     def _update_magnitude(
         self,

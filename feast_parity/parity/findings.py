@@ -171,6 +171,55 @@ def _drift_finding(
     )
 
 
+def divergence_finding(
+    result: Mapping[str, Any], thresholds: CheckThresholds
+) -> dict[str, Any] | None:
+    """The per-output finding of an on-demand feature: the served output differs from Feast's
+    offline transformation of the inputs serving read (rates and severity as for
+    ``value_mismatch``), with whether the inputs were known and agreed: inputs equal and
+    outputs different means the code that computed them differs."""
+    if result["compared"] < thresholds.min_compared:
+        return None
+    severity = level(result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail)
+    if severity is None:
+        return None
+    inputs = result.get("transformation") or {}
+    known = inputs.get("diverged_inputs_known", 0)
+    same_inputs = inputs.get("code_differs", 0)
+    if known:
+        why = f"; inputs were served and agree offline for {same_inputs} of {known} such rows"
+        if same_inputs:
+            why += " (same inputs, other outputs: the code differs)"
+    else:
+        why = "; the request did not serve the inputs, so input staleness cannot be ruled out"
+    return _finding(
+        "transformation_divergence",
+        result["feature"],
+        severity,
+        f"{pct(result['mismatch_rate'])} of {result['compared']} served outputs differ from "
+        f"Feast's offline transformation of the same inputs{why}",
+        {
+            "mismatches": result["mismatches"],
+            "compared": result["compared"],
+            "magnitude": result.get("mismatch_magnitude"),
+            "examples": result.get("mismatch_examples", []),
+            "inputs_known": known,
+            "inputs_agreed": same_inputs,
+            "code_differs": bool(same_inputs),
+            "diverged_on_registry_code": inputs.get("diverged_on_registry_code"),
+        },
+    )
+
+
+def explained_by_code_drift(result: Mapping[str, Any], view_causes: set[str]) -> bool:
+    """Whether an output's divergence is all on old code, so the view's code-drift finding
+    is its one cause."""
+    inputs = result.get("transformation") or {}
+    return "transformation_divergence" in view_causes and not inputs.get(
+        "diverged_on_registry_code"
+    )
+
+
 def feature_findings(
     result: Mapping[str, Any], thresholds: CheckThresholds, view_causes: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -192,7 +241,12 @@ def feature_findings(
             )
         finding = _finding("schema_divergence", feature, "fail", message, dict(schema))
         (folded if "schema_divergence" in view_causes else found).append(finding)
-    if result["compared"] >= thresholds.min_compared:
+    if result.get("on_demand"):
+        divergence = divergence_finding(result, thresholds)
+        if divergence is not None:
+            explained = explained_by_code_drift(result, view_causes)
+            (folded if explained else found).append(divergence)
+    elif result["compared"] >= thresholds.min_compared:
         severity = level(
             result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail
         )
@@ -247,9 +301,8 @@ def feature_findings(
         {"ks_statistic": result.get("ks_statistic"), "ks_pvalue": result.get("ks_pvalue")},
     )
     if drift is not None:
-        explained = any(f["kind"] in ("value_mismatch", "silent_default") for f in found) or bool(
-            view_causes
-        )
+        own = ("value_mismatch", "silent_default", "transformation_divergence")
+        explained = any(f["kind"] in own for f in found + folded) or bool(view_causes)
         (folded if explained else found).append(drift)
     trained = _drift_finding(
         feature,

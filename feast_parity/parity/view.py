@@ -46,6 +46,11 @@ class OfflineRows:
     offline_types: dict[str, str] = field(default_factory=dict)  # feature -> column type
     missing: set[str] = field(default_factory=set)  # features the store did not return
     available: bool = True  # False: the store could not be asked (nothing is known offline)
+    # on-demand views (plugin/transform.py): rows recomputed, and whose inputs were logged
+    # in the same request (known) and equal to the offline inputs (agree)
+    recomputed: np.ndarray | None = None
+    inputs_known: np.ndarray | None = None
+    inputs_agree: np.ndarray | None = None
 
 
 @dataclass
@@ -102,6 +107,20 @@ def classify(served: ServedRows, offline: OfflineRows, ttl_seconds: float) -> Ro
     lag = np.where(stale, (t_o - t_s).astype(np.float64), 0.0)
     age = np.where(has_ts, (t_r - served.event_time) / 1e6, np.nan)
     return RowOutcomes(exact, stale, expired, online_only, not_found, future, has_offline, lag, age)
+
+
+def recomputed_outcomes(n: int, recomputed: np.ndarray | None) -> RowOutcomes:
+    """Outcomes of on-demand rows: a recomputed row is compared as an exact row (its offline
+    value is Feast's transformation of the inputs serving read); nothing is stale or expired.
+
+    >>> recomputed_outcomes(2, np.array([True, False])).exact.tolist()
+    [True, False]
+    """
+    done = np.zeros(n, dtype=bool) if recomputed is None else np.asarray(recomputed, dtype=bool)
+    none = np.zeros(n, dtype=bool)
+    return RowOutcomes(
+        done, none, none, none, none.copy(), none, done, np.zeros(n), np.full(n, np.nan)
+    )
 
 
 def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:

@@ -29,13 +29,20 @@ from feast_parity.parity.report import build_report
 from feast_parity.parity.samplelog import NewerLogError
 from feast_parity.parity.samplelog.v2 import Skipped
 from feast_parity.parity.served import ServedRows
-from feast_parity.parity.view import ViewComparison, classify, offline_row_hashes
+from feast_parity.parity.transformation import ServedInputs, TransformationParity
+from feast_parity.parity.view import (
+    ViewComparison,
+    classify,
+    offline_row_hashes,
+    recomputed_outcomes,
+)
 from feast_parity.plugin.cohort_labels import CohortLabeler, validate_dimensions
 from feast_parity.plugin.errors import CheckError
 from feast_parity.plugin.freshness import view_freshness
 from feast_parity.plugin.offline import OfflineReader
 from feast_parity.plugin.registry import ViewCatalog, ViewInfo, definition_fingerprint
 from feast_parity.plugin.session import load_store, open_sample_log
+from feast_parity.plugin.transform import OnDemandRecompute, request_type, sources_of
 from feast_parity.store.engine import describe_error
 from feast_parity.store.runs import store_run
 
@@ -98,9 +105,14 @@ class ParityCheck:
             self.config.cohorts.dimensions, self.catalog, self.store, self.redacted
         )
         self.labeler = CohortLabeler(dims, self.catalog, self.reader, self.notes) if dims else None
+        self._trained_udf: dict[str, str] = {}  # on-demand view -> fingerprint trained on
         self.training_profiles = self._training_profiles()
         self.features: dict[str, FeatureComparison] = {}
         self.views: dict[str, ViewComparison] = {}
+        self.transformations: dict[str, TransformationParity] = {}
+        self.unfit_request: dict[str, dict[str, int]] = {}  # on-demand view -> field -> values
+        self.served_inputs = ServedInputs({})
+        self.recompute = OnDemandRecompute(self.reader, self.catalog, self.served_inputs)
         self.missing_registry: dict[str, set[str]] = {}
         self.missing_offline: dict[str, set[str]] = {}
         self.deleted_views: dict[str, int] = {}
@@ -120,6 +132,10 @@ class ParityCheck:
             self.notes.append(f"could not read training profiles: {describe_error(exc)}")
             return profiles
         for dataset in datasets:  # newest first
+            for ref, described in (dataset.get("features") or {}).items():
+                fingerprint = (described or {}).get("udf_fingerprint")
+                if fingerprint:
+                    self._trained_udf.setdefault(ref.split(":", 1)[0], fingerprint)
             for ref, profile in dataset["profile"].items():
                 if ref in profiles or not profile.get("histogram") or ref in self.redacted:
                     continue
@@ -147,7 +163,10 @@ class ParityCheck:
             raise CheckError(f"cannot read the sample log: {describe_error(exc)}") from None
         total = sum(views.values())
         done = 0
-        for view_name in sorted(views):
+        self._plan_inputs(views)
+        # batch and stream views first: on-demand rows look up what their inputs were served
+        order = sorted(views, key=lambda v: (self._is_on_demand(v), v))
+        for view_name in order:
             info = self.catalog.get(view_name)
             if info is None:
                 self.deleted_views[view_name] = views[view_name]
@@ -156,6 +175,9 @@ class ParityCheck:
             try:
                 if self.reader.local and not info.on_demand:
                     self._pull(info)  # times itself
+                if self.reader.local and info.on_demand:
+                    for source in sources_of(info.view, self.catalog)[0]:
+                        self._pull(source.info)
                 started = time.perf_counter()
                 for rows, skipped in self.sample_log.iter_view(
                     view_name, self.since, self.until, self.chunk_rows
@@ -175,26 +197,50 @@ class ParityCheck:
             self.progress(total, total)
         return self._report(store_results)
 
+    def _is_on_demand(self, view_name: str) -> bool:
+        info = self.catalog.get(view_name)
+        return bool(info is not None and info.on_demand)
+
+    def _plan_inputs(self, views: dict[str, int]) -> None:
+        """Which views feed the window's on-demand views, and with which features and keys."""
+        wanted: dict[str, set[str]] = {}
+        self.input_of: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        for view_name in views:
+            info = self.catalog.get(view_name)
+            if info is None or not info.on_demand:
+                continue
+            sources, _ = sources_of(info.view, self.catalog)
+            for source in sources:
+                wanted.setdefault(source.info.name, set()).update(source.features)
+                self.input_of.setdefault(source.info.name, []).append((view_name, source.key_map))
+        self.served_inputs.wanted = wanted
+
     def _pull(self, info: ViewInfo) -> None:
         """Local join: fetch the view's offline rows of the window once (first pass over the
-        log's keys, to keep only the sampled entities)."""
+        log's keys, to keep only the sampled entities, its own and those of the on-demand
+        views that read it)."""
         import pandas as pd
 
         from feast_parity.parity.served import NO_TIME
 
+        if info.name in self.reader.pulled:
+            return
         started = time.perf_counter()
         names = list(info.join_keys)
         distinct: list[pd.DataFrame] = []
         oldest: int | None = None
-        for keys, event_time in self.sample_log.iter_keys(info.name, self.since, self.until):
-            if names and not all(k in keys for k in names):
-                continue
-            frame = pd.DataFrame({k: keys[k] for k in names}) if names else pd.DataFrame()
-            distinct.append(frame.drop_duplicates() if names else frame)
-            valid = event_time[event_time != NO_TIME]
-            if valid.size:
-                low = int(valid.min())
-                oldest = low if oldest is None else min(oldest, low)
+        logs = [(info.name, {})] + list(getattr(self, "input_of", {}).get(info.name, []))
+        for log_view, key_map in logs:
+            for keys, event_time in self.sample_log.iter_keys(log_view, self.since, self.until):
+                keys = {k: keys[key_map.get(k, k)] for k in names if key_map.get(k, k) in keys}
+                if names and len(keys) != len(names):
+                    continue
+                frame = pd.DataFrame(keys) if names else pd.DataFrame()
+                distinct.append(frame.drop_duplicates() if names else frame)
+                valid = event_time[event_time != NO_TIME]
+                if valid.size and log_view == info.name:
+                    low = int(valid.min())
+                    oldest = low if oldest is None else min(oldest, low)
         self.timings["read_seconds"] += time.perf_counter() - started
         started = time.perf_counter()
         keys_frame = pd.concat(distinct).drop_duplicates() if distinct and names else pd.DataFrame()
@@ -231,7 +277,11 @@ class ParityCheck:
         labels = self.labeler.labels(rows) if self.labeler is not None else None
         self.timings["offline_seconds"] += time.perf_counter() - started
         started = time.perf_counter()
-        outcomes = classify(rows, offline, info.ttl_seconds)
+        self.served_inputs.add(rows)
+        if info.on_demand:
+            outcomes = recomputed_outcomes(len(rows), offline.recomputed)
+        else:
+            outcomes = classify(rows, offline, info.ttl_seconds)
         entity_labels = _entity_labels(rows, info)
         view = self.views.get(view_name)
         if view is None:
@@ -245,6 +295,7 @@ class ParityCheck:
             units = entity_hashes(
                 [rows.all_keys(i) for i in range(len(rows))], info.join_keys or None
             )
+        diverged: dict[str, np.ndarray] = {}
         for name in served_features:
             comparison = self._comparison(info, name, rows)
             feature = rows.features[name]
@@ -255,7 +306,7 @@ class ParityCheck:
             at_served = offline.at_served.get(name) or canonical_column(
                 [None] * n, comparison.declared
             )
-            comparison.update(
+            diverged[name] = comparison.update(
                 feature,
                 at_request,
                 at_served,
@@ -266,7 +317,31 @@ class ParityCheck:
                 cohort_labels=labels,
                 cohort_entities=units,
             )
+        if info.on_demand:
+            self._transformation(info).update(
+                fingerprints=rows.udf_fingerprint
+                if rows.udf_fingerprint is not None
+                else np.full(len(rows), None, dtype=object),
+                writers=rows.writer,
+                request_time=rows.request_time,
+                recomputed=outcomes.exact,
+                inputs_known=_or_none(offline.inputs_known, len(rows)),
+                inputs_agree=_or_none(offline.inputs_agree, len(rows)),
+                diverged=diverged,
+            )
         self.timings["compare_seconds"] += time.perf_counter() - started
+
+    def _transformation(self, info: ViewInfo) -> TransformationParity:
+        from feast_parity.plugin.registry import udf_fingerprint
+
+        parity = self.transformations.get(info.name)
+        if parity is None:
+            parity = self.transformations[info.name] = TransformationParity(
+                info.name,
+                registry_fingerprint=udf_fingerprint(info.view),
+                training_fingerprint=self._trained_udf.get(info.name),
+            )
+        return parity
 
     def _offline(self, info: ViewInfo, rows: ServedRows, features: list[str]) -> Any:
         from feast_parity.parity.served import NO_TIME
@@ -283,10 +358,24 @@ class ParityCheck:
         if not features:
             return empty
         if info.on_demand:
-            offline, why = self.reader.on_demand_view(info, rows, features, self.catalog)
-            if offline is None:
-                self._note_once(why or f"on-demand view {info.name} could not be recomputed")
-                return empty
+            result = self.recompute.recompute(info, rows, features)
+            if result.error:
+                if result.offline is None and not result.failed_rows:
+                    self._note_once(result.error)
+                else:
+                    self._note_once(
+                        f"the transformation of {info.name} raised on the logged inputs of "
+                        f"some rows (counted as udf_errors): {result.error}"
+                    )
+            if result.failed_rows:
+                self._transformation(info).failed(result.failed_rows, result.error or "")
+            for name, count in (result.unfit_request or {}).items():
+                counts = self.unfit_request.setdefault(info.name, {})
+                counts[name] = counts.get(name, 0) + count
+            offline = result.offline or empty
+            offline.recomputed = result.recomputed
+            offline.inputs_known = result.inputs_known
+            offline.inputs_agree = result.inputs_agree
             return offline
         try:
             return self.reader.batch_view(info, rows, features)
@@ -351,6 +440,11 @@ class ParityCheck:
                 | self.missing_offline.get(view_name, set())
             )
             result["on_demand"] = comparison.on_demand
+            parity = self.transformations.get(view_name)
+            if parity is not None:
+                result["transformation"] = parity.result()["features"].get(
+                    name, {"diverged": 0, "diverged_inputs_known": 0, "code_differs": 0}
+                )
             result["definition_fingerprint"] = definition_fingerprint(info.view) if info else None
             features.append(result)
         views = []
@@ -360,6 +454,13 @@ class ParityCheck:
             if info is not None and not info.on_demand:
                 row.update(view_freshness(self.store, info.view, self.now))
             else:  # on-demand: computed at request time, nothing materialized
+                if view_name in self.transformations:
+                    row["transformation"] = self.transformations[view_name].result()
+                if self.unfit_request.get(view_name) and info is not None:
+                    row["request_schema"] = {
+                        field: {"declared": request_type(info.view, field), "unfit": count}
+                        for field, count in sorted(self.unfit_request[view_name].items())
+                    }
                 row.update(
                     {
                         "materialization_lag_seconds": None,
@@ -440,6 +541,10 @@ class _EntityLabels(Sequence[str]):
             return [self[j] for j in range(*i.indices(self.n))]
         values = {name: column[i] for name, column in zip(self.names, self.columns)}
         return json.dumps(values, sort_keys=True, default=str)
+
+
+def _or_none(mask: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=bool) if mask is None else mask
 
 
 def _entity_labels(rows: ServedRows, info: ViewInfo) -> Sequence[str]:

@@ -32,6 +32,7 @@ import copy
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -234,8 +235,6 @@ class OfflineReader:
         until: Any,
     ) -> None:
         """Pull the view's rows that point-in-time lookups of the window can reach, once."""
-        from datetime import timedelta
-
         view = info.view
         source = view.batch_source
         mapping = dict(source.field_mapping or {})
@@ -353,61 +352,49 @@ class OfflineReader:
             offline.at_served[name] = self._column(info, name, column, served_ids)
         return offline
 
-    def on_demand_view(
-        self, info: ViewInfo, served: ServedRows, features: list[str], catalog: Any
-    ) -> tuple[OfflineRows | None, str | None]:
-        """On-demand outputs recomputed offline at request time from the logged keys and
-        request data; (None, why) when an input is missing from the log."""
-        view = info.view
-        request_fields = [
-            field.name
-            for source in (getattr(view, "source_request_sources", None) or {}).values()
-            for field in source.schema
-        ]
-        missing = [f for f in request_fields if f not in served.request_data]
-        if missing:
-            return None, (
-                f"on-demand view {view.name}: request input(s) {', '.join(sorted(missing))} "
-                "not in the sample log (logs before v3 do not record request data), so its "
-                "outputs cannot be recomputed offline"
+    def input_values(
+        self,
+        info: ViewInfo,
+        keys: Mapping[str, Sequence[Any]],
+        times_us: np.ndarray,
+        features: list[str],
+    ) -> tuple[pa.Table, np.ndarray]:
+        """The view's offline rows current at ``times_us`` for ``keys`` (the view's join keys),
+        as the offline store types them, and each row's event time (NO_TIME: no row).
+
+        No ttl: an online store serves its row however old (docs/feast_facts.md), and this is
+        what an on-demand view read as its input at serving time."""
+        n = len(times_us)
+        names = list(info.join_keys)
+        dtypes = {c.name: str(c.dtype) for c in info.view.entity_columns}
+        coerced = {k: _coerce_keys(np.asarray(keys[k], dtype=object), dtypes.get(k)) for k in names}
+        pulled = self.pulled.get(info.name)
+        if pulled is not None:
+            from feast_parity.parity.pit import point_in_time
+
+            entity = _codes(pulled.index, coerced, names, n)
+            rows = point_in_time(
+                pulled.entity, pulled.time, pulled.created, entity, times_us, ttl=0
             )
-        extra = {f: served.request_data[f].tolist() for f in request_fields}
-        frame = entity_frame(
-            {k: served.keys[k].tolist() for k in sorted(served.keys)},
-            served.request_time,
-            time_column="event_timestamp",
-            extra=extra,
-            distinct_times=True,
-        )
-        refs = [f"{view.name}:{f}" for f in features]
-        try:
-            job = self.store.get_historical_features(entity_df=frame.frame, features=refs)
-            table = job.to_arrow()
-        except Exception as exc:
-            return (
-                None,
-                f"offline recomputation of on-demand view {view.name} failed: {_short(exc)}",
-            )
-        by_id = _reindex(table, len(frame.frame))
-        ids = frame.row_ids
-        n = len(served)
-        offline = OfflineRows(
-            np.full(n, NO_TIME, dtype=np.int64), {}, np.full(n, NO_TIME, dtype=np.int64), {}
-        )
+            rows[entity < 0] = -1
+            table, event = pulled.table, _pick_times(pulled.time, rows)
+        else:
+            derived, timestamp_field = _derived_view(info.view)
+            derived.ttl = timedelta(0)  # 0: no age limit, as online
+            frame = entity_frame(coerced, times_us)
+            refs = [f"{info.view.name}:{f}" for f in features]
+            refs.append(f"{info.view.name}:{timestamp_field}")
+            table = _reindex(self._retrieve(derived, refs, frame.frame), len(frame.frame))
+            rows = frame.row_ids
+            event = _times_of(table, timestamp_field)[rows]
+            event[rows < 0] = NO_TIME
+        index = pa.array(np.maximum(rows, 0), type=pa.int64(), mask=rows < 0)
+        columns = {}
         for name in features:
-            if name not in by_id.column_names:
-                offline.missing.add(name)
-                continue
-            column = by_id.column(name)
-            offline.offline_types[name] = arrow_type_name(column.type)
-            offline.at_request[name] = self._column(info, name, column, ids)
-            offline.at_served[name] = self._column(info, name, column, np.full(n, -1))
-        # the recomputed row stands at request time for every row that has a value
-        any_value = np.zeros(n, dtype=bool)
-        for column in offline.at_request.values():
-            any_value |= ~column.null
-        offline.at_request_time[any_value] = served.request_time[any_value]
-        return offline, None
+            if name in table.column_names:
+                column = table.column(name)
+                columns[name] = column.take(index) if len(column) else pa.nulls(n, column.type)
+        return pa.table(columns) if columns else pa.table({}), event
 
     def _column(
         self, info: ViewInfo, name: str, column: pa.ChunkedArray, take: np.ndarray

@@ -1,0 +1,105 @@
+"""View-level findings of on-demand views: code that drifted, request data of other types.
+
+(The per-output ``transformation_divergence`` finding is :func:`~feast_parity.parity.findings.
+divergence_finding`, beside ``value_mismatch``.)
+
+* Per view, ``transformation_divergence`` with ``evidence.cause = "code_drift"``: a serving
+  process ran a transformation whose fingerprint is not the registry's. It names both
+  fingerprints, the processes (host:pid) still on the old one and since when; the outputs that
+  diverged on that old code fold into it (one cause, one finding). Without diverging outputs it
+  warns: the code differs even if no sampled row showed it.
+* Per view, ``schema_divergence`` of a request input whose logged values are not of the type
+  its request source declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def _finding(
+    kind: str, target: str, severity: str, message: str, evidence: Any, *, view: bool = False
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        ("feature_view" if view else "feature"): target,
+        "severity": severity,
+        "message": message,
+        "evidence": evidence,
+    }
+
+
+def transformation_view_findings(
+    view: Mapping[str, Any], features: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Code drift and request-input findings of one on-demand view's report row."""
+    name = view["feature_view"]
+    out = []
+    info = view.get("transformation") or {}
+    if info.get("code_drift"):
+        old = [s for s in info["serving"] if s["matches_registry"] is False]
+        diverged = sorted(
+            f"{name}:{feature}"
+            for feature in {f for s in old for f, count in s["diverged"].items() if count}
+        )
+        writers = info["stale_writers"]
+        message = (
+            f"{len(writers)} serving process(es) ran a transformation of {name} other than the "
+            f"registry's ({', '.join(s['udf_fingerprint'] for s in old)} vs "
+            f"{info['registry_udf_fingerprint']}) since {info['stale_since']}: "
+            + (
+                f"outputs differ for {', '.join(diverged)}"
+                if diverged
+                else "no sampled output differed"
+            )
+        )
+        out.append(
+            _finding(
+                "transformation_divergence",
+                name,
+                "fail" if diverged else "warn",
+                message,
+                {
+                    "cause": "code_drift",
+                    "registry_udf_fingerprint": info["registry_udf_fingerprint"],
+                    "training_udf_fingerprint": info.get("training_udf_fingerprint"),
+                    "serving_udf_fingerprints": [s["udf_fingerprint"] for s in old],
+                    "stale_writers": writers,
+                    "since": info["stale_since"],
+                    "features": diverged,
+                    "serving": info["serving"],
+                },
+                view=True,
+            )
+        )
+    elif info.get("training_drift"):
+        out.append(
+            _finding(
+                "transformation_divergence",
+                name,
+                "warn",
+                f"serving runs the registry's transformation of {name}, but the latest training "
+                f"dataset was built with another ({info.get('training_udf_fingerprint')})",
+                {
+                    "cause": "training_code_drift",
+                    "registry_udf_fingerprint": info["registry_udf_fingerprint"],
+                    "training_udf_fingerprint": info.get("training_udf_fingerprint"),
+                    "features": sorted(f["feature"] for f in features),
+                },
+                view=True,
+            )
+        )
+    for field, detail in sorted((view.get("request_schema") or {}).items()):
+        out.append(
+            _finding(
+                "schema_divergence",
+                name,
+                "fail",
+                f"request input {field} of {name} is declared {detail['declared']}, but "
+                f"{detail['unfit']} logged value(s) are not",
+                {"request_field": field, **detail},
+                view=True,
+            )
+        )
+    return out
