@@ -47,11 +47,14 @@ def transformation_view_findings(
         message = (
             f"{len(writers)} serving process(es) ran a transformation of {name} other than the "
             f"registry's ({', '.join(s['udf_fingerprint'] for s in old)} vs "
-            f"{info['registry_udf_fingerprint']}) since {info['stale_since']}: "
+            f"{info['registry_udf_fingerprint']}) since {info['stale_since']} "
+            f"({', '.join(writers)}): "
             + (
                 f"outputs differ for {', '.join(diverged)}"
                 if diverged
                 else "no sampled output differed"
+                if info.get("recomputed")
+                else "no output could be recomputed to compare"
             )
         )
         out.append(

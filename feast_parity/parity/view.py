@@ -109,18 +109,25 @@ def classify(served: ServedRows, offline: OfflineRows, ttl_seconds: float) -> Ro
     return RowOutcomes(exact, stale, expired, online_only, not_found, future, has_offline, lag, age)
 
 
-def recomputed_outcomes(n: int, recomputed: np.ndarray | None) -> RowOutcomes:
+def recomputed_outcomes(
+    recomputed: np.ndarray, request_time: np.ndarray, event_time: np.ndarray
+) -> RowOutcomes:
     """Outcomes of on-demand rows: a recomputed row is compared as an exact row (its offline
     value is Feast's transformation of the inputs serving read); nothing is stale or expired.
+    Rows written to the online store carry an event time, and so an age.
 
-    >>> recomputed_outcomes(2, np.array([True, False])).exact.tolist()
-    [True, False]
+    >>> out = recomputed_outcomes(
+    ...     np.array([True, False]), np.array([5_000_000, 5_000_000]), np.array([NO_TIME, 3_000_000])
+    ... )
+    >>> out.exact.tolist(), out.age.tolist()[1]
+    ([True, False], 2.0)
     """
-    done = np.zeros(n, dtype=bool) if recomputed is None else np.asarray(recomputed, dtype=bool)
+    n = len(request_time)
+    done = np.asarray(recomputed, dtype=bool)
     none = np.zeros(n, dtype=bool)
-    return RowOutcomes(
-        done, none, none, none, none.copy(), none, done, np.zeros(n), np.full(n, np.nan)
-    )
+    has_ts = event_time != NO_TIME
+    age = np.where(has_ts, (request_time - event_time) / 1e6, np.nan)
+    return RowOutcomes(done, none, none, none, none.copy(), none, done, np.zeros(n), age)
 
 
 def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:

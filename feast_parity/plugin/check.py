@@ -279,7 +279,9 @@ class ParityCheck:
         started = time.perf_counter()
         self.served_inputs.add(rows)
         if info.on_demand:
-            outcomes = recomputed_outcomes(len(rows), offline.recomputed)
+            outcomes = recomputed_outcomes(
+                _or_none(offline.recomputed, len(rows)), rows.request_time, rows.event_time
+            )
         else:
             outcomes = classify(rows, offline, info.ttl_seconds)
         entity_labels = _entity_labels(rows, info)

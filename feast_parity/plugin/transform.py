@@ -194,8 +194,10 @@ class OnDemandRecompute:
         )
         take = np.where(recomputed, np.arange(n), -1)
         for name in features:
-            if outputs is None or name not in outputs.column_names:
-                offline.missing.add(name)
+            if outputs is None:  # nothing recomputed (raised, or no complete inputs)
+                continue
+            if name not in outputs.column_names:
+                offline.missing.add(name)  # the transformation does not return it
                 continue
             column = outputs.column(name)
             offline.offline_types[name] = arrow_type_name(column.type)
