@@ -30,8 +30,18 @@ def render(records: list[dict[str, Any]]) -> str:
             f"  fingerprint definition {r['definition_fingerprint']}  schema "
             f"{r['schema_fingerprint']}"
         )
-        if r.get("udf_fingerprint"):
-            lines.append(f"  transformation {r['udf_fingerprint']}")
+        transformation = r.get("transformation")
+        if transformation:
+            trained_udf = transformation["training"] or "-"
+            lines.append(
+                f"  transformation registry {transformation['registry']}  trained {trained_udf}"
+            )
+            for s in transformation["serving"]:
+                mark = "" if s["matches_registry"] else "  (NOT the registry's)"
+                lines.append(
+                    f"    served {s['udf_fingerprint']} by {p(', '.join(s['writers']))} "
+                    f"{s['first_seen']} .. {s['last_seen']}{mark}"
+                )
         trained = r["last_trained"]
         if trained is None:
             lines.append("  trained     never (no training dataset recorded for this feature)")

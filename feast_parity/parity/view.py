@@ -116,9 +116,8 @@ def recomputed_outcomes(
     value is Feast's transformation of the inputs serving read); nothing is stale or expired.
     Rows written to the online store carry an event time, and so an age.
 
-    >>> out = recomputed_outcomes(
-    ...     np.array([True, False]), np.array([5_000_000, 5_000_000]), np.array([NO_TIME, 3_000_000])
-    ... )
+    >>> request, event = np.array([5_000_000, 5_000_000]), np.array([NO_TIME, 3_000_000])
+    >>> out = recomputed_outcomes(np.array([True, False]), request, event)
     >>> out.exact.tolist(), out.age.tolist()[1]
     ([True, False], 2.0)
     """

@@ -251,6 +251,22 @@ def _concerns(finding: dict[str, Any], ref: str) -> bool:
     return not named or ref in named or ref.split(":", 1)[1] in named
 
 
+def _transformation(
+    registry: str | None, trained: str | None, run: dict[str, Any] | None, view: str
+) -> dict[str, Any]:
+    """An on-demand view's transformation fingerprints: the registry's now, the one the latest
+    training dataset used, and those the serving processes ran in the latest checked run."""
+    serving = []
+    if run is not None:
+        row = next((v for v in run.get("feature_views", []) if v["feature_view"] == view), {})
+        for s in (row.get("transformation") or {}).get("serving", []):
+            serving.append(
+                {k: s.get(k) for k in ("udf_fingerprint", "writers", "first_seen", "last_seen")}
+                | {"matches_registry": s.get("udf_fingerprint") == registry}
+            )
+    return {"registry": registry, "training": trained, "serving": serving}
+
+
 def _feature_in(run: dict[str, Any], ref: str) -> dict[str, Any]:
     return next(f for f in run["features"] if f["feature"] == ref)
 
@@ -305,6 +321,13 @@ def lineage(store: Any, features: Any, *, now: datetime | None = None) -> list[d
                 "definition_fingerprint": row.get("definition_fingerprint"),
                 "findings": [f for f in run["findings"] if _concerns(f, ref)],
             }
+        if on_demand:
+            described["transformation"] = _transformation(
+                described.get("udf_fingerprint"),
+                trained["features"][ref].get("udf_fingerprint") if trained else None,
+                run,
+                view.name,
+            )
         records.append(
             {
                 "feature": ref,

@@ -375,3 +375,27 @@ def test_inputs_newer_offline_than_materialized_are_not_a_divergence(repo: Path)
     entity = pd.DataFrame({"user_id": USERS, "event_timestamp": datetime.now(timezone.utc)})
     at_request = store.get_historical_features(entity, ["stats:spend"]).to_df()
     assert (at_request["spend"] > 1000).all()
+
+
+def test_lineage_shows_the_registry_training_and_serving_fingerprints(repo: Path, capsys) -> None:
+    stale = FeatureStore(repo_path=str(repo))
+    serve(stale, ["refs"], range(2))
+    write_repo(repo, ratio=RATIO_V2, project=stale.project)
+    apply(repo)
+    serve(stale, ["refs"], range(2, 3))
+    _check(repo)
+    from feast_parity import lineage
+
+    (record,) = lineage(str(repo), ["ratio_py:ratio"])
+    transformation = record["transformation"]
+    assert transformation["registry"] == record["udf_fingerprint"]
+    assert transformation["training"] is None  # no training dataset recorded
+    (served,) = transformation["serving"]
+    assert served["writers"] == [writer_id()]
+    assert served["matches_registry"] is False
+    capsys.readouterr()
+    assert cli(["lineage", "ratio_py:ratio", "--repo", str(repo)]) == 0
+    text = capsys.readouterr().out
+    assert f"transformation registry {record['udf_fingerprint']}" in text
+    assert f"served {served['udf_fingerprint']} by {writer_id()}" in text
+    assert "NOT the registry's" in text
