@@ -44,8 +44,8 @@ class ServedFeature:
     @property
     def empty(self) -> np.ndarray:
         """Rows served without a value (no protobuf kind, or ``null_val``)."""
-        kinds = self.kinds
-        return np.asarray([k is None or k == "null_val" for k in kinds.tolist()], dtype=bool)
+        kinds = np.asarray(self.kinds, dtype=object)
+        return np.equal(kinds, None) | np.equal(kinds, "null_val")
 
     def take(self, index: np.ndarray) -> ServedFeature:
         return ServedFeature(

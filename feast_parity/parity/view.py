@@ -142,10 +142,14 @@ def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:
     if not names:
         return out
     requested = np.stack([served.features[f].status != 0 for f in names], axis=1)
-    patterns, codes = np.unique(requested, axis=0, return_inverse=True)
+    # one code per pattern of requested features (packed bits: np.unique on rows is slow)
+    packed = np.packbits(requested, axis=1)
+    width = packed.shape[1]
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, width))).reshape(-1)
+    _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
     codes = codes.reshape(-1)
-    for j, pattern in enumerate(patterns):
-        layout = [f for f, on in zip(names, pattern.tolist()) if on]
+    for j, row in enumerate(first.tolist()):
+        layout = [f for f, on in zip(names, requested[row].tolist()) if on]
         if not layout or any(f not in offline.at_served for f in layout):
             continue
         rows = np.flatnonzero(codes == j)

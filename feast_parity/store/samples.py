@@ -19,6 +19,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from feast_parity.parity.samplelog import (
@@ -28,6 +29,7 @@ from feast_parity.parity.samplelog import (
     decode_batch,
     from_ipc,
 )
+from feast_parity.parity.samplelog.format import TIME
 from feast_parity.parity.samplelog.v2 import Skipped, decode_rows
 from feast_parity.parity.served import ServedRows, concat_rows
 from feast_parity.store.schema import sample_batches_table, samples_v2_table
@@ -68,6 +70,7 @@ class SampleLog:
         self.engine = engine
         self.parquet = parquet  # (pyarrow filesystem, root path)
         self.registry_types = registry_types or {}
+        self._listing: dict[tuple[datetime, datetime], dict[str, list[str]]] = {}
 
     # -- what is there --
 
@@ -127,15 +130,32 @@ class SampleLog:
                     raise
                 except LogFormatError:
                     continue
-        if self.parquet is not None:
+        files = self._parquet_files(since, until).get(view, [])
+        columns: list[str] | None = None
+        if files:
             import pyarrow.parquet as pq
 
-            for path in self._parquet_files(since, until).get(view, []):
+            try:  # the key columns, as the first file names them
+                schema = pq.read_schema(files[0], filesystem=self.parquet[0])  # type: ignore[index]
+                columns = [c for c in schema.names if c.startswith("key:") or c == "event_time"]
+            except (LogFormatError, OSError, pa.ArrowException):
+                columns = None
+
+        def read(path: str) -> pa.Table | None:
+            for wanted in (columns, None) if columns else (None,):
                 try:
-                    yield decode_keys(pq.read_table(path, filesystem=self.parquet[0]))
+                    return self._read_parquet(path, wanted)
                 except NewerLogError:
                     raise
                 except (LogFormatError, OSError, pa.ArrowException):
+                    continue  # another file's columns, or damaged: the values pass counts it
+            return None
+
+        for table in _prefetch(read, files):
+            if table is not None:
+                try:
+                    yield decode_keys(table)
+                except LogFormatError:
                     continue
 
     def iter_view(
@@ -179,36 +199,34 @@ class SampleLog:
             .where(table.c.max_request_time >= start, table.c.min_request_time < end)
             .order_by(table.c.batch_id)
         )
-        pending: list[ServedRows] = []
-        pending_rows = 0
-        skipped = Skipped()
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=64).execute(query)
-            for batch_id, rows, payload in result:
-                try:
-                    table_ = from_ipc(payload)
-                    part = _window(decode_batch(table_, batch_id * BATCH_ID_STRIDE), since, until)
-                except NewerLogError:
-                    raise
-                except LogFormatError:
-                    for _ in range(max(int(rows or 1), 1)):
-                        skipped.add(
-                            "damaged v3 batch (unreadable Arrow data)", batch_id * BATCH_ID_STRIDE
+
+        def parts() -> Iterator[_Part]:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=64).execute(query)
+                for batch_id, rows, payload in result:
+                    first_id = batch_id * BATCH_ID_STRIDE
+                    try:
+                        yield _Part(from_ipc(payload), first_id, int(rows or 1), "")
+                    except NewerLogError:
+                        raise
+                    except LogFormatError:
+                        yield _Part(
+                            None,
+                            first_id,
+                            int(rows or 1),
+                            "damaged v3 batch (unreadable Arrow data)",
                         )
-                    continue
-                if part is None:
-                    continue
-                pending.append(part)
-                pending_rows += len(part)
-                if pending_rows >= chunk_rows:
-                    yield concat_rows(pending), skipped
-                    pending, pending_rows, skipped = [], 0, Skipped()
-        if pending or skipped.total:
-            yield (concat_rows(pending) if pending else None), skipped
+
+        yield from _decoded_chunks(parts(), since, until, chunk_rows)
 
     def _parquet_files(self, since: datetime, until: datetime) -> dict[str, list[str]]:
+        """The window's files per view, listed once per window: the keys pass and the values
+        pass of a check then see the same files even while writers add new ones."""
         if self.parquet is None:
             return {}
+        cached = self._listing.get((since, until))
+        if cached is not None:
+            return cached
         import pyarrow.fs as pafs
 
         filesystem, root = self.parquet
@@ -235,42 +253,142 @@ class SampleLog:
                 out.setdefault(unquote(view_part[len("feature_view=") :]), []).append(entry.path)
         for files in out.values():
             files.sort()
+        self._listing[(since, until)] = out
         return out
+
+    def _read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, filesystem=self.parquet[0], columns=columns)  # type: ignore[index]
+        batch_version(table.schema)
+        return table
 
     def _v3_parquet(
         self, view: str, since: datetime, until: datetime, chunk_rows: int
     ) -> Iterator[tuple[ServedRows | None, Skipped]]:
-        import pyarrow.parquet as pq
-
         files = self._parquet_files(since, until).get(view, [])
         if not files:
             return
         filesystem = self.parquet[0]  # type: ignore[index]
-        pending: list[ServedRows] = []
-        pending_rows = 0
-        skipped = Skipped()
-        for number, path in enumerate(files):
+
+        def read(item: tuple[int, str]) -> _Part:
+            number, path = item
             first_id = (1 << 40) + number * BATCH_ID_STRIDE
             try:
-                table = pq.read_table(path, filesystem=filesystem)
-                batch_version(table.schema)
-                part = _window(decode_batch(table, first_id), since, until)
+                return _Part(self._read_parquet(path), first_id, 0, "")
             except NewerLogError:
                 raise
             except (LogFormatError, OSError, pa.ArrowException):
                 # rows where the file's footer still says how many, else the file counts one
-                for _ in range(max(_parquet_rows(filesystem, path), 1)):
-                    skipped.add(f"damaged Parquet file {os.path.basename(path)}", first_id)
-                continue
-            if part is None:
-                continue
-            pending.append(part)
-            pending_rows += len(part)
-            if pending_rows >= chunk_rows:
-                yield concat_rows(pending), skipped
-                pending, pending_rows, skipped = [], 0, Skipped()
-        if pending or skipped.total:
-            yield (concat_rows(pending) if pending else None), skipped
+                rows = max(_parquet_rows(filesystem, path), 1)
+                return _Part(None, first_id, rows, f"damaged Parquet file {os.path.basename(path)}")
+
+        parts = _prefetch(read, list(enumerate(files)))
+        yield from _decoded_chunks(parts, since, until, chunk_rows)
+
+
+@dataclass
+class _Part:
+    """One stored batch or file of a view: its table, or None when it could not be read."""
+
+    table: pa.Table | None
+    first_id: int
+    rows: int  # rows it held, for the skip count of an unreadable one
+    damage: str
+
+
+def _prefetch(read: Any, items: list[Any], ahead: int = 8) -> Iterator[Any]:
+    """``map(read, items)`` in order, reading up to ``ahead`` items in threads: Parquet reads
+    release the GIL, so one file is read while the one before is decoded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(items) <= 1:
+        yield from map(read, items)
+        return
+    with ThreadPoolExecutor(max_workers=min(4, len(items))) as pool:
+        futures = [pool.submit(read, item) for item in items[:ahead]]
+        for index in range(len(items)):
+            result = futures[index].result()
+            futures[index] = None  # type: ignore[call-overload]
+            if index + ahead < len(items):
+                futures.append(pool.submit(read, items[index + ahead]))
+            yield result
+
+
+def _in_window(table: pa.Table, since: datetime, until: datetime) -> np.ndarray:
+    """Rows of a v3 table whose request time is in ``[since, until)``."""
+    micros = pc.cast(pc.cast(table.column("request_time"), TIME), pa.int64())
+    micros = pc.fill_null(micros, np.iinfo(np.int64).min).to_numpy(zero_copy_only=False)
+    start = int(round(_epoch(since) * 1e6))  # type: ignore[operator]
+    end = int(round(_epoch(until) * 1e6))  # type: ignore[operator]
+    return (micros >= start) & (micros < end)
+
+
+def _decoded_chunks(
+    parts: Iterator[_Part], since: datetime, until: datetime, chunk_rows: int
+) -> Iterator[tuple[ServedRows | None, Skipped]]:
+    """ServedRows of about ``chunk_rows`` rows from stored batches or files, in order.
+
+    Consecutive tables with the same schema are concatenated before they are decoded, so a
+    window of thousands of small files costs a few decodes; a group that does not decode is
+    decoded table by table, and only the damaged ones are skipped."""
+    skipped = Skipped()
+    group: list[tuple[pa.Table, np.ndarray, _Part]] = []
+    group_rows = 0
+    decoded: list[ServedRows] = []
+    decoded_rows = 0
+
+    def decode_group() -> None:
+        nonlocal decoded_rows, group_rows
+        if not group:
+            return
+        group_rows = 0
+        try:
+            tables = [t for t, _, _ in group]
+            table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+            rows = [decode_batch(table, np.concatenate([ids for _, ids, _ in group]))]
+        except LogFormatError:
+            rows = []
+            for table, ids, part in group:
+                try:
+                    rows.append(decode_batch(table, ids))
+                except LogFormatError:
+                    for _ in range(max(table.num_rows, 1)):
+                        skipped.add(part.damage or "damaged v3 batch", part.first_id)
+        group.clear()
+        for part_rows in rows:
+            if len(part_rows):
+                decoded.append(part_rows)
+                decoded_rows += len(part_rows)
+
+    for part in parts:
+        table = part.table
+        if table is not None:
+            try:
+                inside = _in_window(table, since, until)
+            except (KeyError, pa.ArrowException):
+                table = None
+        if table is None:
+            for _ in range(max(part.rows, 1)):
+                skipped.add(part.damage or "damaged v3 batch (no request times)", part.first_id)
+            continue
+        ids = part.first_id + np.arange(table.num_rows, dtype=np.int64)
+        if not inside.all():
+            keep = np.flatnonzero(inside)
+            table, ids = table.take(pa.array(keep, pa.int64())), ids[keep]
+        if table.num_rows == 0:
+            continue
+        if group and not table.schema.equals(group[0][0].schema, check_metadata=True):
+            decode_group()
+        group.append((table, ids, part))
+        group_rows += table.num_rows
+        if decoded_rows + group_rows >= chunk_rows:
+            decode_group()
+            yield concat_rows(decoded), skipped
+            decoded, decoded_rows, skipped = [], 0, Skipped()
+    decode_group()
+    if decoded or skipped.total:
+        yield (concat_rows(decoded) if decoded else None), skipped
 
 
 def _parquet_rows(filesystem: Any, path: str) -> int:
@@ -281,17 +399,6 @@ def _parquet_rows(filesystem: Any, path: str) -> int:
             return int(pq.ParquetFile(handle).metadata.num_rows)
     except (OSError, pa.ArrowException):
         return 0
-
-
-def _window(rows: ServedRows, since: datetime, until: datetime) -> ServedRows | None:
-    start = int(round(_epoch(since) * 1e6))  # type: ignore[operator]
-    end = int(round(_epoch(until) * 1e6))  # type: ignore[operator]
-    inside = (rows.request_time >= start) & (rows.request_time < end)
-    if inside.all():
-        return rows if len(rows) else None
-    if not inside.any():
-        return None
-    return rows.take(np.flatnonzero(inside))
 
 
 def read_samples(

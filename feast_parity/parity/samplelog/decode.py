@@ -31,8 +31,55 @@ def _times(array: pa.Array) -> np.ndarray:
     return pc.fill_null(micros, NO_TIME).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def decode_batch(batch: pa.RecordBatch | pa.Table, first_sample_id: int = 0) -> ServedRows:
-    """A v3 batch (or a table of batches of one view) as :class:`ServedRows`."""
+def object_array(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column as a numpy object array of the Python values ``to_pylist`` gives (None
+    for null), built without a Python call per value: strings through their distinct values,
+    numbers and bools through numpy.
+
+    >>> object_array(pa.chunked_array([["a", None], ["a"]])).tolist()
+    ['a', None, 'a']
+    >>> object_array(pa.array([2**62 + 1, None])).tolist()
+    [4611686018427387905, None]
+    """
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        dictionary = array.dictionary
+        distinct = (
+            dictionary.to_numpy(zero_copy_only=False).astype(object)
+            if pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)
+            else object_array(dictionary)
+        )
+        indices = array.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        out = distinct[indices] if len(distinct) else np.full(len(array), None, dtype=object)
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        encoded = pc.dictionary_encode(array)
+        if len(encoded.dictionary) * 2 > len(array):  # mostly distinct: one str per value
+            return array.to_numpy(zero_copy_only=False).astype(object)
+        array = encoded
+        distinct = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+        indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
+        out = distinct[indices] if len(distinct) else np.full(len(array), None, dtype=object)
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+        out = array.fill_null(False if pa.types.is_boolean(kind) else 0).to_numpy(
+            zero_copy_only=False
+        )
+        out = out.astype(object)
+    else:
+        out = np.empty(len(array), dtype=object)
+        for index, value in enumerate(array.to_pylist()):  # lists stay one object each
+            out[index] = value
+        return out
+    if array.null_count:
+        out[array.is_null().to_numpy(zero_copy_only=False)] = None
+    return out
+
+
+def decode_batch(
+    batch: pa.RecordBatch | pa.Table, first_sample_id: int | np.ndarray = 0
+) -> ServedRows:
+    """A v3 batch (or a table of batches of one view) as :class:`ServedRows`; sample ids count
+    from ``first_sample_id``, or are given one per row."""
     table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
     batch_version(table.schema)
     metadata = table.schema.metadata or {}
@@ -49,7 +96,7 @@ def decode_batch(batch: pa.RecordBatch | pa.Table, first_sample_id: int = 0) -> 
             if f"status:{name}" not in names:
                 continue
             status = pc.fill_null(col(f"status:{name}"), 0).to_numpy(zero_copy_only=False)
-            kinds = np.asarray(col(f"kind:{name}").to_pylist(), dtype=object)
+            kinds = object_array(col(f"kind:{name}"))
             hashes = col(f"hash:{name}").to_numpy(zero_copy_only=False).astype(np.uint64)
             if name in redacted:
                 values = canonical_column([None] * n, declared[name])
@@ -75,37 +122,35 @@ def decode_batch(batch: pa.RecordBatch | pa.Table, first_sample_id: int = 0) -> 
                 name in redacted,
             )
         keys = {
-            c[len("key:") :]: np.asarray(col(c).to_pylist(), dtype=object)
+            c[len("key:") :]: object_array(col(c))
             for c in table.column_names
             if c.startswith("key:")
         }
         request_data = {
-            c[len("request:") :]: np.asarray(col(c).to_pylist(), dtype=object)
+            c[len("request:") :]: object_array(col(c))
             for c in table.column_names
             if c.startswith("request:")
         }
         context = {
-            c[len("context:") :]: np.asarray(col(c).to_pylist(), dtype=object)
+            c[len("context:") :]: object_array(col(c))
             for c in table.column_names
             if c.startswith("context:")
         }
-        udf = (
-            np.asarray(col("udf_fingerprint").to_pylist(), dtype=object)
-            if "udf_fingerprint" in names
-            else None
-        )
+        udf = object_array(col("udf_fingerprint")) if "udf_fingerprint" in names else None
         return ServedRows(
             feature_view=view,
-            sample_ids=np.arange(first_sample_id, first_sample_id + n, dtype=np.int64),
-            request_id=np.asarray(col("request_id").to_pylist(), dtype=object),
+            sample_ids=np.arange(first_sample_id, first_sample_id + n, dtype=np.int64)
+            if isinstance(first_sample_id, int)
+            else np.asarray(first_sample_id, dtype=np.int64),
+            request_id=object_array(col("request_id")),
             request_time=_times(col("request_time")),
             event_time=_times(col("event_time")),
             keys=keys,
             entity_key_hash=col("entity_key_hash").to_numpy(zero_copy_only=False).astype(np.uint64),
-            feature_service=np.asarray(col("feature_service").to_pylist(), dtype=object),
+            feature_service=object_array(col("feature_service")),
             features=features,
             row_hash=col("row_hash").to_numpy(zero_copy_only=False).astype(np.uint64),
-            writer=np.asarray(col("writer").to_pylist(), dtype=object),
+            writer=object_array(col("writer")),
             request_data=request_data,
             udf_fingerprint=udf,
             on_demand=on_demand,
@@ -122,7 +167,7 @@ def decode_keys(batch: pa.RecordBatch | pa.Table) -> tuple[dict[str, np.ndarray]
     batch_version(table.schema)
     try:
         keys = {
-            c[len("key:") :]: np.asarray(table.column(c).to_pylist(), dtype=object)
+            c[len("key:") :]: object_array(table.column(c))
             for c in table.column_names
             if c.startswith("key:")
         }

@@ -56,7 +56,19 @@ def _categorical_value_counts(values: Any, mask: Any = None) -> tuple[dict[str, 
         obj = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
         if obj.ndim != 1:
             raise ValueError(f"values must be one-dimensional, got shape {obj.shape}")
-        if obj.dtype == object:
+        quick = None
+        if obj.dtype == object and mask is None:
+            try:  # plain strings (the common case) need no NaN scan
+                quick = pa.array(obj)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                quick = None
+            if quick is not None and not (
+                pa.types.is_string(quick.type) or pa.types.is_large_string(quick.type)
+            ):
+                quick = None
+        if quick is not None:
+            obj = None
+        elif obj.dtype == object:
             # Python objects: find float NaNs here (Arrow would reject mixed
             # str/float input), and hand Arrow only None for missing entries.
             nan_py = np.array(
@@ -65,11 +77,15 @@ def _categorical_value_counts(values: Any, mask: Any = None) -> tuple[dict[str, 
             )
             obj = obj.copy()
             obj[nan_py] = None
-        try:
-            arr = pa.array(obj)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            # Mixed Python types (e.g. str and int): label row by row.
-            arr = pa.array([None if v is None else _as_label(v) for v in obj], type=pa.string())
+        if quick is not None:
+            arr = quick
+        else:
+            try:
+                arr = pa.array(obj)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                # Mixed Python types (e.g. str and int): label row by row.
+                labels = [None if v is None else _as_label(v) for v in obj]
+                arr = pa.array(labels, type=pa.string())
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     n = len(arr)
