@@ -45,7 +45,7 @@ class ServedFeature:
     def empty(self) -> np.ndarray:
         """Rows served without a value (no protobuf kind, or ``null_val``)."""
         kinds = np.asarray(self.kinds, dtype=object)
-        return np.equal(kinds, None) | np.equal(kinds, "null_val")
+        return np.equal(kinds, np.array(None)) | np.equal(kinds, "null_val")
 
     def take(self, index: np.ndarray) -> ServedFeature:
         return ServedFeature(

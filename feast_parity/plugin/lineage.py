@@ -258,7 +258,9 @@ def _transformation(
     training dataset used, and those the serving processes ran in the latest checked run."""
     serving = []
     if run is not None:
-        row = next((v for v in run.get("feature_views", []) if v["feature_view"] == view), {})
+        row: dict[str, Any] = next(
+            (v for v in run.get("feature_views", []) if v["feature_view"] == view), {}
+        )
         for s in (row.get("transformation") or {}).get("serving", []):
             serving.append(
                 {k: s.get(k) for k in ("udf_fingerprint", "writers", "first_seen", "last_seen")}

@@ -66,9 +66,7 @@ def _categorical_value_counts(values: Any, mask: Any = None) -> tuple[dict[str, 
                 pa.types.is_string(quick.type) or pa.types.is_large_string(quick.type)
             ):
                 quick = None
-        if quick is not None:
-            obj = None
-        elif obj.dtype == object:
+        if quick is None and obj.dtype == object:
             # Python objects: find float NaNs here (Arrow would reject mixed
             # str/float input), and hand Arrow only None for missing entries.
             nan_py = np.array(
