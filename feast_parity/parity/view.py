@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from feast_parity.parity.columns import CanonicalColumn
+from feast_parity.parity.lag_series import LagSeries
 from feast_parity.parity.reservoir import Reservoir
 from feast_parity.parity.served import FIELD_STATUS_NOT_FOUND, NO_TIME, ServedRows
 
@@ -189,6 +190,7 @@ class ViewComparison:
     stale_lag: Reservoir = field(default_factory=Reservoir)
     expired_age: Reservoir = field(default_factory=Reservoir)
     online_only_examples: list[dict[str, Any]] = field(default_factory=list)
+    lag_series: LagSeries | None = None  # served lag per bucket of request time
 
     def __post_init__(self) -> None:
         self.served_lag = Reservoir(seed=self.seed, salt=4)
@@ -220,6 +222,10 @@ class ViewComparison:
         self.served_lag.add(outcomes.age[has_ts])
         self.stale_lag.add(outcomes.stale_lag[outcomes.stale])
         self.expired_age.add(outcomes.age[outcomes.expired])
+        if self.lag_series is not None:
+            self.lag_series.update(
+                served.request_time[has_ts], outcomes.age[has_ts], outcomes.stale[has_ts]
+            )
         if offline_row_hash is not None:
             compared = outcomes.exact
             self.row_compared += int(compared.sum())
@@ -254,6 +260,8 @@ class ViewComparison:
         self.served_lag.merge(other.served_lag)
         self.stale_lag.merge(other.stale_lag)
         self.expired_age.merge(other.expired_age)
+        if self.lag_series is not None and other.lag_series is not None:
+            self.lag_series.merge(other.lag_series)
         room = 5 - len(self.online_only_examples)
         self.online_only_examples.extend(other.online_only_examples[: max(room, 0)])
 
@@ -284,6 +292,9 @@ class ViewComparison:
             "not_found_default_rate": rate(self.not_found_with_offline, self.rows),
             "row_compared": self.row_compared,
             "row_match_rate": rate(self.row_matches, self.row_compared),
+            "served_lag_series": None
+            if self.lag_series is None or self.on_demand
+            else self.lag_series.result(),
         }
 
 

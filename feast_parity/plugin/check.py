@@ -29,6 +29,7 @@ from feast_parity.parity.report import build_report
 from feast_parity.parity.samplelog import NewerLogError
 from feast_parity.parity.samplelog.v2 import Skipped
 from feast_parity.parity.served import ServedRows
+from feast_parity.parity.lag_series import LagSeries
 from feast_parity.parity.transformation import ServedInputs, TransformationParity
 from feast_parity.parity.view import (
     ViewComparison,
@@ -288,7 +289,12 @@ class ParityCheck:
         view = self.views.get(view_name)
         if view is None:
             view = self.views[view_name] = ViewComparison(
-                view_name, on_demand=info.on_demand, seed=self.config.seed
+                view_name,
+                on_demand=info.on_demand,
+                seed=self.config.seed,
+                lag_series=LagSeries.for_window(
+                    int(self.since.timestamp() * 1e6), int(self.until.timestamp() * 1e6)
+                ),
             )
         view.update(rows, outcomes, offline_row_hashes(rows, offline), entity_labels)
         units = None
