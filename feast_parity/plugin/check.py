@@ -25,11 +25,11 @@ from feast_parity.parity.columns import canonical_column
 from feast_parity.parity.feature import FeatureComparison
 from feast_parity.parity.fills import configured_hashes
 from feast_parity.parity.hashing import value_hash
+from feast_parity.parity.lag_series import LagSeries
 from feast_parity.parity.report import build_report
 from feast_parity.parity.samplelog import NewerLogError
 from feast_parity.parity.samplelog.v2 import Skipped
 from feast_parity.parity.served import ServedRows
-from feast_parity.parity.lag_series import LagSeries
 from feast_parity.parity.transformation import ServedInputs, TransformationParity
 from feast_parity.parity.view import (
     ViewComparison,
