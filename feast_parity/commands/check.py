@@ -23,6 +23,20 @@ def _history(store: Any, project: str) -> list[dict[str, Any]]:
         engine.dispose()
 
 
+def _alerts(history: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
+    """The alerts over the stored runs, for the trend charts (not stored: that is the job of
+    ``feast-parity alerts``); none when the rules cannot be evaluated."""
+    from feast_parity.parity.alerts import evaluate
+
+    if len(history) < 2:
+        return []
+    try:
+        evaluation = evaluate(history, config.alerts)
+    except Exception:  # the report still renders, only without alert marks
+        return []
+    return [alert.to_dict() for alert in evaluation.alerts]
+
+
 @click.command()
 @repo_option
 @click.option("--since", metavar="ISO", help="Window start (default: --until minus 24h).")
@@ -62,6 +76,13 @@ def check(
     if html:
         html.parent.mkdir(parents=True, exist_ok=True)
         history = _history(job.store, report["project"])
-        html.write_text(render_html(report, history=history))
+        html.write_text(
+            render_html(
+                report,
+                history=history,
+                thresholds=job.config.thresholds,
+                alerts=_alerts(history, job.config),
+            )
+        )
         click.echo(f"HTML report: {html}", err=to_stdout)
     return exit_code(report)

@@ -140,6 +140,81 @@ def bar_chart(
 
 
 @dataclass(frozen=True)
+class PairedRow:
+    label: str  # the bin's full label: a range or a category
+    y: float
+    online_width: float
+    offline_width: float
+    online_text: str
+    offline_text: str
+
+
+@dataclass(frozen=True)
+class PairedBars:
+    width: int
+    height: int
+    label_width: int
+    bar_left: float
+    bar_height: float
+    rows: list[PairedRow]
+
+
+def paired_bars(
+    labels: Sequence[object],
+    online: Sequence[object],
+    offline: Sequence[object],
+    *,
+    categorical: bool = False,
+    width: int = 440,
+    row_height: int = 22,
+    label_width: int = 150,
+) -> PairedBars:
+    """Served and offline share per bin as two bars side by side, one bin per row, so nothing
+    is blended and every bin keeps its full label. Categorical bins are sorted by their larger
+    share, with ``other`` last; numeric bins keep their order.
+
+    >>> chart = paired_bars(["b", "other", "a"], [1, 1, 2], [2, 0, 2], categorical=True)
+    >>> [(r.label, r.online_text, r.offline_text) for r in chart.rows]
+    [('a', '50.0%', '50.0%'), ('b', '25.0%', '50.0%'), ('other', '25.0%', '0.0%')]
+    """
+    n = max(len(labels), len(online), len(offline))
+    names = [str(label) for label in labels] + [""] * (n - len(labels))
+
+    def shares(counts: Sequence[object]) -> list[float]:
+        values = [max(number(c) or 0.0, 0.0) for c in counts] + [0.0] * (n - len(counts))
+        total = sum(values) or 1.0
+        return [v / total for v in values]
+
+    served, stored = shares(online), shares(offline)
+    order = list(range(n))
+    if categorical:
+        order.sort(key=lambda i: (names[i] == "other", -max(served[i], stored[i]), names[i]))
+    top = max([*served, *stored, 0.0]) or 1.0
+    bar_left = label_width + 6
+    room = width - bar_left - 48
+    bar_height = (row_height - 4) / 2
+    rows = [
+        PairedRow(
+            label=names[i],
+            y=_c(j * row_height),
+            online_width=_c(room * served[i] / top),
+            offline_width=_c(room * stored[i] / top),
+            online_text=f"{served[i]:.1%}",
+            offline_text=f"{stored[i]:.1%}",
+        )
+        for j, i in enumerate(order)
+    ]
+    return PairedBars(
+        width=width,
+        height=n * row_height + 4,
+        label_width=label_width,
+        bar_left=bar_left,
+        bar_height=_c(bar_height),
+        rows=rows,
+    )
+
+
+@dataclass(frozen=True)
 class Rule:
     """A dashed horizontal line at a reference value (a PSI threshold, an SLO)."""
 
@@ -153,6 +228,7 @@ class Dot:
     x: float
     y: float
     title: str
+    fill: str = ""  # "" draws the line's colour; a severity colour marks a run over a rule
 
 
 @dataclass(frozen=True)
@@ -180,7 +256,8 @@ def trend_chart(
     height: int = 90,
 ) -> TrendChart:
     """One metric over runs: ``points`` are (run label, value or None for a gap), oldest first;
-    ``rules`` are (value, label) reference lines, titled with their formatted value."""
+    ``rules`` are (value, label) reference lines, titled with their formatted value. A point
+    at or above a ``warn`` or ``fail`` rule is drawn in that severity's colour."""
     values = [v for _, v in points if v is not None]
     top = max([*values, *(v for v, _ in rules), 0.0]) * 1.1 or 1.0
     n = len(points)
@@ -212,9 +289,20 @@ def trend_chart(
         ],
         lines=[" ".join(segment) for segment in segments if len(segment) > 1],
         dots=[
-            Dot(x=x(i), y=y(v), title=f"{when}: {fmt(v)}")
+            Dot(x=x(i), y=y(v), title=f"{when}: {fmt(v)}", fill=_over(v, rules))
             for i, (when, v) in enumerate(points)
             if v is not None
         ],
         last=None if last is None else fmt(last),
     )
+
+
+SEVERITY_COLORS = {"fail": "#c62828", "warn": "#ef6c00"}
+
+
+def _over(value: float, rules: Sequence[tuple[float, str]]) -> str:
+    """The colour of the worst ``warn``/``fail`` rule that ``value`` reaches, else ''."""
+    reached = [label for limit, label in rules if label in SEVERITY_COLORS and value >= limit]
+    if "fail" in reached:
+        return SEVERITY_COLORS["fail"]
+    return SEVERITY_COLORS["warn"] if reached else ""

@@ -269,10 +269,16 @@ def _findings(report: Mapping[str, Any]) -> list[str]:
         )
         for f in findings
     ]
-    return [
-        f"{len(findings)} finding(s), worst first, grouped by cause:",
-        *_table(rows, indent="  "),
-    ]
+    table = _table(rows, indent="  ")
+    lines = [f"{len(findings)} finding(s), worst first, grouped by cause:"]
+    kinds = [str(f.get("kind", "unknown")) for f in findings]
+    for index, line in enumerate(table):
+        if index == 0 or kinds[index] != kinds[index - 1]:
+            size = kinds.count(kinds[index])
+            worst = str(findings[index].get("severity", "-")).upper()
+            lines.append(f"{kinds[index]}: {size} finding(s), worst {worst}")
+        lines.append(line)
+    return lines
 
 
 def _features(report: Mapping[str, Any]) -> list[str]:

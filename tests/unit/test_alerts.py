@@ -340,8 +340,15 @@ def test_demo_writes_a_deterministic_hourly_kpi_csv(tmp_path: Path) -> None:
 
 def test_html_report_has_trend_charts_of_the_stored_runs() -> None:
     reports = history(NORMAL + 3, jump=range(NORMAL, NORMAL + 3))
-    page = render_html(reports[-1], history=reports[:-1])  # the current run is appended
-    assert f"Trends over the last {NORMAL + 3} stored runs" in page
-    assert page.count('class="trend"') == 3 * 2 + 2  # PSI and mismatch per feature, lag per view
-    assert f"<title>{reports[-1]['window']['end']}: 0.300</title>" in page
-    assert "Trends" not in render_html(reports[-1])
+    current = reports[-1]
+    for row in current["features"]:
+        if row["feature"] == WATCH:
+            row["status"] = "fail"  # PSI 0.30 is over the default fail threshold
+    page = render_html(current, history=reports[:-1])  # the current run is appended
+    trends = page[page.index('id="trends"') :]
+    assert f"over the last {NORMAL + 3} stored runs" in trends
+    # only the unhealthy feature gets trends: mismatch, stale, silent default and PSI
+    assert trends.count('class="trend"') == 4
+    assert WATCH in trends and all(f not in trends for f in FEATURES if f != WATCH)
+    assert f"<title>{current['window']['end']}: 0.300</title>" in trends
+    assert 'id="trends"' not in render_html(current)

@@ -215,8 +215,17 @@ def test_findings_are_grouped_by_cause_worst_group_first_with_any_kind() -> None
     ]
     assert "6 finding(s)" in text and text.endswith("result: FAIL (exit 1)")
     page = render_html(make_report(findings=findings))
-    assert "transformation_divergence" in page and "expired_serving" in page
-    assert "<td>ranking_signals</td>" in page
+    causes = re.findall(r'<li class="cause">.*?<b>([a-z_]+)</b> \((\d+)\)', page)
+    assert causes == [
+        ("freshness_slo", "1"),
+        ("transformation_divergence", "1"),
+        ("value_mismatch", "2"),
+        ("expired_serving", "1"),
+        ("stale_serving", "1"),
+    ]
+    # every cause links to its evidence, and every link target exists on the page
+    links = re.findall(r'<a href="#(finding-\d+)">', page)
+    assert len(links) == 6 and all(f'id="{anchor}"' in page for anchor in links)
 
 
 def test_a_zero_sample_report_renders_everywhere_and_says_so() -> None:
@@ -228,8 +237,9 @@ def test_a_zero_sample_report_renders_everywhere_and_says_so() -> None:
     assert "no findings" not in text and "no features were served" in text
     assert text.endswith("result: OK (exit 0)")
     page = render_html(report)
-    assert "No samples in the window: nothing was compared." in page
-    assert "No features were served in the window." in page and "<svg" not in page
+    header = page[page.index('id="summary"') : page.index("</section>")]
+    assert "No samples in the window: nothing was compared." in header
+    assert "No findings" not in page and "<svg" not in page
     assert json.loads(to_json(report))["samples"] == 0
     assert exit_code(report) == 0
 
@@ -243,7 +253,7 @@ def test_a_minimal_report_with_missing_optional_fields_renders() -> None:
         "feature_views": [{"feature_view": "v"}],
     }
     assert "v:f" in render_text(bare) and "v:f" in render_html(bare)
-    assert "no served lag sample" in render_html(bare)
+    assert "<td>v:f</td>" in render_html(bare)  # healthy: one compact table row
 
 
 # --- JSON ---------------------------------------------------------------------------------------
@@ -285,8 +295,9 @@ def test_html_escapes_markup_and_control_characters_from_data() -> None:
         project="<b>proj</b>",
     )
     page = render_html(report)
-    assert "<script" not in page and "<img" not in page and "<b>" not in page
-    assert "<i>view" not in page
+    assert "<script" not in page and "<img" not in page and "<b>bold" not in page
+    assert "<b>proj" not in page
+    assert "<i>view" not in page and "&lt;i&gt;view&lt;/i&gt;" in page
     assert "user_engagement:&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&#34;quoted&#34; &amp; &lt;b&gt;bold&lt;/b&gt; \\x1b[31m" in page
     assert "&lt;img src=x onerror=alert(2)&gt; \\x1b[0m \\u202e" in page
@@ -307,27 +318,76 @@ def test_html_is_self_contained() -> None:
         assert tag not in page.lower()
 
 
-def test_feature_histograms_and_view_lags_are_drawn_as_svg() -> None:
-    report = make_report(features=[feature_row("v:f"), feature_row("v:text", histogram=None)])
+def test_histograms_compare_side_by_side_with_full_bin_labels() -> None:
+    unhealthy = feature_row("v:f", status="warn", psi=0.3)
+    text = feature_row(
+        "v:text",
+        status="warn",
+        histogram={
+            "labels": ["b", "other", "a"],
+            "edges": None,
+            "online": [10, 5, 30],
+            "offline": [20, 0, 25],
+        },
+    )
+    report = make_report(features=[unhealthy, text, feature_row("v:healthy")])
     page = render_html(report)
-    chart = svg_of(page)
-    assert chart.count("<rect") == 4 * 2 + 2  # 4 bins x online/offline, 2 legend boxes
-    assert "<title>online [0.0009929, 0.004279): 48.0%</title>" in chart
-    assert 'font-size="8" text-anchor="middle">≥0.00099</text>' in chart
-    assert "no distribution (type not binned or no data)" in page
-    lag = svg_of(page, page.index("Freshness"))
+    chart = svg_of(page, page.index('class="paired"') - 40)
+    # one row per bin, served and offline as two bars (no overlay), the full range as label
+    assert chart.count("<rect") == 4 * 2
+    assert "<title>[0.0009929, 0.004279): served 48.0%, offline 47.6%</title>" in chart
+    assert ">[0.004279, 1.5)</text>" in chart
+    # categorical: sorted by share, "other" last
+    second = svg_of(page, page.index('class="paired"', page.index('class="paired"') + 1) - 40)
+    assert re.findall(r'text-anchor="end">([^<]+)</text>', second) == ["a", "b", "other"]
+    assert 'PSI <span class="psi fail">0.300</span> (warn at 0.100, fail at 0.250)' in page
+    # the healthy feature is one table row, not a card
+    assert "<td>v:healthy</td>" in page and page.count('class="card"') == 2
+    lag = svg_of(page, page.index("served lag distribution") - 2000)
     assert "<title>served lag &gt;=1.0m: 100.0%</title>" in lag
 
 
+def test_a_view_section_shows_freshness_against_the_slo_and_the_lag_over_the_window() -> None:
+    series = {
+        "bucket_seconds": 3600.0,
+        "buckets": [
+            {
+                "start": f"2026-03-01T0{h}:00:00Z",
+                "rows": 10,
+                "mean_seconds": 3600.0 * (h + 1),
+                "max_seconds": 3600.0 * (h + 2),
+                "stale_rows": h,
+            }
+            for h in range(4)
+        ],
+    }
+    view = view_row(
+        "v",
+        served_lag_series=series,
+        slo_seconds=7200.0,
+        status="fail",
+        materialization_lag_seconds=9000.0,
+    )
+    page = render_html(make_report(features=[feature_row("v:f")], views=[view]))
+    section = page[page.index('id="view-v"') :]
+    assert 'class="over" title="over the SLO">materialization lag <b>2.5h</b>' in section
+    assert "mean served lag per 1.0h of request time" in section
+    assert "<title>2026-03-01T03:00:00Z: 4.0h</title>" in section
+    assert "<title>SLO 2.0h</title>" in section
+
+
 def psi_rules(page: str) -> dict[str, float]:
-    """Label -> y of the dashed rules in the first PSI trend chart."""
-    chart = svg_of(page, page.index('class="trend"') - 40)
+    """Label -> y of the dashed rules in the PSI trend chart."""
+    trends = page[page.index('id="trends"') :]
+    at = trends.index("<figcaption>PSI")
+    chart = svg_of(trends, trends.rindex('class="trend"', 0, at) - 40)
     found = re.findall(r'<g class="rule"><title>([^<]+)</title><line [^>]*y1="([0-9.]+)"', chart)
     return {title: float(y) for title, y in found}
 
 
 def trend_report(psi: float, hour: int) -> dict[str, Any]:
-    return make_report(features=[feature_row("v:f", psi=psi)], hour=hour)
+    status = "fail" if psi >= 0.25 else "ok"
+    return make_report(features=[feature_row("v:f", psi=psi, status=status)], hour=hour)
 
 
 def test_trend_charts_draw_the_given_psi_thresholds() -> None:
@@ -352,19 +412,32 @@ def test_trend_charts_draw_the_given_psi_thresholds() -> None:
     assert list(psi_rules(render_html(own, history=history))) == ["warn 0.150", "fail 0.300"]
 
 
-def test_history_gives_trend_charts_with_the_current_run_appended() -> None:
+def test_history_gives_trend_charts_of_unhealthy_features_with_alert_state() -> None:
     history = [trend_report(0.02, h) for h in range(5)]
     current = trend_report(0.3, 5)
-    page = render_html(current, history=history)
+    alert = {
+        "target": "v:f",
+        "signal": "psi",
+        "state": "open",
+        "severity": "fail",
+        "opened_at": current["window"]["end"],
+    }
+    page = render_html(current, history=history, alerts=[alert])
     end = current["window"]["end"]
-    assert f"Trends over the last 6 stored runs ({history[0]['window']['end']} .. {end})" in page
-    assert page.count('class="trend"') == 2 + 1  # PSI and mismatch of v:f, lag of its view
-    assert f"<title>{end}: 0.300</title>" in page
-    assert "<polyline" in page and "<title>SLO 12.0h</title>" in page
-    assert "Trends" not in render_html(current)
-    assert "Trends" not in render_html(current, history=[current])  # one run: no trend
+    trends = page[page.index('id="trends"') :]
+    first = history[0]["window"]["end"]
+    assert f'over the last 6 stored runs</h2><span class="meta">{first} .. {end}' in trends
+    # mismatch, stale, silent default and PSI of the unhealthy feature
+    assert trends.count('class="trend"') == 4
+    assert f"<title>{end}: 0.300</title>" in trends
+    assert 'r="3.5" fill="#c62828"><title>' + end + ": 0.300" in trends  # over fail: marked
+    assert f'<span class="alert fail">alert open (fail) since {end}</span>' in trends
+    assert 'id="trends"' not in render_html(current)
+    assert 'id="trends"' not in render_html(current, history=[current])  # one run: no trend
     other = dict(trend_report(0.02, 1), project="another")
-    assert "Trends" not in render_html(current, history=[other])
+    assert 'id="trends"' not in render_html(current, history=[other])
+    healthy = trend_report(0.02, 6)
+    assert 'id="trends"' not in render_html(healthy, history=history)  # nothing unhealthy
 
 
 def test_cohorts_render_in_text_and_html() -> None:
