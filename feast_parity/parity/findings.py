@@ -251,7 +251,9 @@ def feature_findings(
             result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail
         )
         if severity:
-            found.append(
+            # values served as another type differ because of it: one cause, one finding
+            by_type = bool(schema["diverged"] and schema.get("online_diverged"))
+            (folded if by_type else found).append(
                 _finding(
                     "value_mismatch",
                     feature,

@@ -10,6 +10,7 @@ Nothing here writes markup: a chart is coordinates, colours and label strings, a
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ SERIES_COLORS = {
     "served lag": "rgba(21,101,192,0.7)",
 }
 DEFAULT_COLOR = "#888"
+TICK_ROOM = 44  # pixels an 8-point axis label of up to 10 characters needs
 
 
 def _c(value: float) -> float:
@@ -120,10 +122,11 @@ def bar_chart(
                     title=f"{name} {names[i]}: {value:.1%}",
                 )
             )
+    tick_step = max(1, math.ceil(n * TICK_ROOM / (width - 40)))  # labels never overlap
     ticks = [
         Tick(x=_c(30 + (i + 0.5) * bar_w), y=height + 14, text=axis_label(label)[:10])
         for i, label in enumerate(names)
-        if n <= 14 or i % 2 == 0
+        if i % tick_step == 0
     ]
     legend = [
         LegendEntry(
@@ -191,7 +194,7 @@ def paired_bars(
         order.sort(key=lambda i: (names[i] == "other", -max(served[i], stored[i]), names[i]))
     top = max([*served, *stored, 0.0]) or 1.0
     bar_left = label_width + 6
-    room = width - bar_left - 48
+    room = width - bar_left - 84  # room for the '11.7% / 10.1%' after the longer bar
     bar_height = (row_height - 4) / 2
     rows = [
         PairedRow(

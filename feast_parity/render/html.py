@@ -305,6 +305,11 @@ def _views(
         worst = max(statuses, key=lambda s: rank(s) if s in UNHEALTHY else -1)
         hist = view.get("served_lag_histogram")
         counts = hist.get("counts") if isinstance(hist, Mapping) else None
+        labels = (hist.get("labels") or []) if isinstance(hist, Mapping) else []
+        if counts and any(counts):  # the bins from one before the first to one after the last row
+            used = [i for i, c in enumerate(counts) if number(c)]
+            first, last = max(used[0] - 1, 0), min(used[-1] + 2, len(counts))
+            counts, labels = counts[first:last], labels[first:last]
         sections.append(
             {
                 "id": "view-" + "".join(c if c.isalnum() else "-" for c in name),
@@ -315,8 +320,8 @@ def _views(
                 "samples": count(view.get("samples")),
                 "freshness": [] if view.get("on_demand") else _freshness(view),
                 "lag_series": _lag_series(view),
-                "lag_histogram": bar_chart(hist.get("labels") or [], {"served lag": counts})
-                if isinstance(hist, Mapping) and counts and any(counts)
+                "lag_histogram": bar_chart(labels, {"served lag": counts})
+                if counts and any(counts)
                 else None,
                 "findings": own,
                 "cards": cards,

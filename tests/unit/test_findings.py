@@ -231,6 +231,21 @@ def test_online_types_of_other_families_are_compared_by_family() -> None:
     assert schema_of({**lists, "online_type": "string"})["diverged"] is True
 
 
+
+def test_values_served_as_another_type_are_one_schema_finding() -> None:
+    """A type change makes every served value differ: the mismatch is its consequence, kept in
+    the schema finding's evidence; a mismatch of values of the right type stays its own."""
+    by_type = feature(online_type="string", mismatches=400, mismatch_rate=1.0)
+    got = report([by_type], [view()])
+    (schema,) = got["findings"]
+    assert schema["kind"] == "schema_divergence"
+    assert [f["kind"] for f in schema["evidence"]["folded"]] == ["value_mismatch"]
+    offline_only = feature(offline_unfit=3, mismatches=400, mismatch_rate=1.0)
+    assert kinds(findings_of(offline_only)[0]) == [
+        ("schema_divergence", "fail"),
+        ("value_mismatch", "fail"),
+    ]
+
 # --- drift --------------------------------------------------------------------------------
 
 
