@@ -209,10 +209,18 @@ def _feature_card(
     }
 
 
-def _healthy_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def _healthy_row(
+    row: Mapping[str, Any], via_view: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """One table row of a feature with no finding of its own; ``via_view`` are its view's
+    findings that name it (the features of a stale view are not healthy), linked."""
+    status = _status(row.get("status"))
+    if via_view:
+        kinds = ", ".join(dict.fromkeys(b["kind"] for b in via_view))
+        status = {"css": "warn", "text": f"see view: {kinds}", "href": "#" + via_view[0]["anchor"]}
     return {
         "name": str(row.get("feature", "-")),
-        "status": _status(row.get("status")),
+        "status": status,
         "cells": [
             count(row.get("rows")),
             count(row.get("compared")),
@@ -294,13 +302,19 @@ def _views(
             for b in blocks
             if b["view"] == name and (b["feature"] is None or str(b["feature"]) not in known)
         ]
+        named: dict[str, list[dict[str, Any]]] = {}  # feature -> view findings naming it
+        for b in own:
+            evidence = b["raw"].get("evidence")
+            listed = evidence.get("features") if isinstance(evidence, Mapping) else None
+            for feature in listed if isinstance(listed, list) else []:
+                named.setdefault(str(feature), []).append(b)
         cards, healthy = [], []
         for row in rows:
             mine = [b for b in blocks if b["feature"] == row.get("feature")]
             if row.get("status") in UNHEALTHY or mine:
                 cards.append(_feature_card(row, mine, psi))
             else:
-                healthy.append(_healthy_row(row))
+                healthy.append(_healthy_row(row, named.get(str(row.get("feature")), [])))
         statuses = [view.get("status"), *(r.get("status") for r in rows)]
         worst = max(statuses, key=lambda s: rank(s) if s in UNHEALTHY else -1)
         hist = view.get("served_lag_histogram")

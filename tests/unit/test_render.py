@@ -470,3 +470,27 @@ def test_renderers_do_not_change_the_report(render: Any) -> None:
     before = json.dumps(report, sort_keys=True)
     render(report)
     assert json.dumps(report, sort_keys=True) == before
+
+
+def test_features_named_by_a_view_finding_are_not_listed_as_healthy() -> None:
+    stale = {
+        "kind": "stale_serving",
+        "feature_view": "v",
+        "severity": "fail",
+        "message": "all rows stale",
+        "evidence": {"features": ["v:a"], "stale_rows": 10},
+    }
+    page = render_html(
+        make_report(
+            features=[feature_row("v:a"), feature_row("v:b")],
+            views=[view_row("v", status="fail")],
+            findings=[stale],
+        )
+    )
+    table = page[page.index('<table class="healthy">') :]
+    assert "feature (no finding of its own)" in table
+    row_a = table[table.index("<td>v:a</td>") :].split("</tr>")[0]
+    assert '<a href="#finding-0">see view: stale_serving</a>' in row_a
+    row_b = table[table.index("<td>v:b</td>") :].split("</tr>")[0]
+    assert "see view" not in row_b and ">ok<" in row_b
+    assert 'id="finding-0"' in page
