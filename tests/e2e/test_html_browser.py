@@ -22,7 +22,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-import pytest
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_parity import demo
@@ -45,7 +44,8 @@ PROBE = """<script>
   var missing = [];
   var links = document.querySelectorAll('a[href^="#"]');
   links.forEach(function (a) {
-    if (!document.getElementById(a.getAttribute("href").slice(1))) missing.push(a.getAttribute("href"));
+    var href = a.getAttribute("href");
+    if (!document.getElementById(href.slice(1))) missing.push(href);
   });
   var causes = [];
   document.querySelectorAll("li.cause").forEach(function (li) {

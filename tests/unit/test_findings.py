@@ -231,7 +231,6 @@ def test_online_types_of_other_families_are_compared_by_family() -> None:
     assert schema_of({**lists, "online_type": "string"})["diverged"] is True
 
 
-
 def test_values_served_as_another_type_are_one_schema_finding() -> None:
     """A type change makes every served value differ: the mismatch is its consequence, kept in
     the schema finding's evidence; a mismatch of values of the right type stays its own."""
@@ -245,6 +244,7 @@ def test_values_served_as_another_type_are_one_schema_finding() -> None:
         ("schema_divergence", "fail"),
         ("value_mismatch", "fail"),
     ]
+
 
 # --- drift --------------------------------------------------------------------------------
 
