@@ -10,7 +10,6 @@ through Feast's Python API.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -236,9 +235,11 @@ def serve(
     videos: int = 300,
     seed: int = 0,
     progress: bool = False,
+    features: Any = None,
 ) -> list[dict[str, list[Any]]]:
-    """Serve ``requests`` ranking requests through the feature service; return the responses."""
-    service = store.get_feature_service("ranking_model_v1")
+    """Serve ``requests`` ranking requests of ``features`` (default: the feature service
+    ``ranking_model_v1``, fetched afresh); return the responses."""
+    service = store.get_feature_service("ranking_model_v1") if features is None else features
     rng = np.random.default_rng(seed)
     responses = []
     for i in range(requests):
@@ -250,51 +251,22 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build and exercise the demo repo.")
+    """``make demo``: the two acts of :mod:`feast_parity.demo_story` on ``feast_repo/``; exit 0
+    when each act ended as it should (healthy check 0, incident check 1, gate refused)."""
+    parser = argparse.ArgumentParser(description="Build the demo repo and play its two acts.")
     parser.add_argument("--repo", type=Path, default=DEMO_SOURCE)
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--sample-rate", type=float, default=0.01)
+    parser.add_argument("--requests", type=int, default=400, help="requests per serving burst")
+    parser.add_argument("--sample-rate", type=float, default=0.1)
     args = parser.parse_args(argv)
-    repo: Path = args.repo
-    data = repo / "data"
-    if data.exists():
-        shutil.rmtree(data)
-    print(f"1/5 generating source data in {data}")
-    make_demo_repo(
-        repo,
-        sample_rate=args.sample_rate,
-        parity_extra={"alerts": {"kpi_source": f"data/{KPI_FILE}"}},
-    )
-    print("2/5 feast apply")
-    feast_apply(repo)
-    print("3/5 materializing into the online store")
-    materialize(repo)
-    from feast import FeatureStore
+    from feast_parity import demo_story
 
-    store = FeatureStore(repo_path=str(repo))
-    print(f"4/5 serving {args.requests} ranking requests of 10 videos each")
     started = time.perf_counter()
-    serve(store, args.requests, progress=True)
-    elapsed = time.perf_counter() - started
-    provider = store._get_provider()
-    provider.flush_samples()
-    stats = provider.parity_stats()
-    print(f"    {args.requests / elapsed:.0f} requests/s; sample log: {stats}")
-    print("5/5 parity check")
-    os.environ.setdefault("COLUMNS", "120")
-    from feast_parity.cli import main as cli_main
-
-    return cli_main(
-        [
-            "check",
-            "--repo",
-            str(repo),
-            "--json",
-            str(data / "report.json"),
-            "--html",
-            str(data / "report.html"),
-        ]
+    story = demo_story.run(args.repo, requests=args.requests, sample_rate=args.sample_rate)
+    as_expected = (
+        story.healthy_exit == 0 and story.incident_exits[-1:] == [1] and bool(story.gate_refused)
     )
+    print(f"\ndemo done in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0 if as_expected else 1
 
 
 if __name__ == "__main__":
