@@ -26,6 +26,21 @@ from feast_parity.store.runs import load_runs, store_run
 from feast_parity.store.schema import feature_metrics_table, findings_table, runs_table
 
 
+def _opened(pid: int, name: str) -> bool:
+    """Whether process ``pid`` holds a file called ``name`` open (Linux /proc)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").endswith(name):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _window() -> tuple[str, str]:
     until = datetime.now(timezone.utc) + timedelta(minutes=5)
     return (until - timedelta(days=1)).isoformat(), until.isoformat()
@@ -126,7 +141,7 @@ def test_an_unreachable_parity_store_is_one_line_with_the_url_masked(
 def test_ctrl_c_ends_a_check_with_one_line_exit_130_and_a_consistent_store(build_repo):
     repo = build_repo(sample_rate=1.0)
     store = FeatureStore(repo_path=str(repo))
-    demo.serve(store, 300, users=300, videos=100)
+    demo.serve(store, 150, entities=100, users=300, videos=100)  # 45,000 log rows
     assert store._get_provider().flush_samples()
     since, until = _window()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -151,7 +166,13 @@ def test_ctrl_c_ends_a_check_with_one_line_exit_130_and_a_consistent_store(build
         text=True,
         env=env,
     )
-    time.sleep(6.0)  # well inside the check: thousands of rows in chunks of 50
+    # interrupt once the check has opened its store (it is then reading the window), not
+    # after a fixed sleep: how long a check of these rows takes depends on the machine
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if _opened(process.pid, "parity.db"):
+            break
+        time.sleep(0.02)
     assert process.poll() is None, "the check ended before it could be interrupted"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
