@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -368,3 +371,201 @@ def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
     titles = " ".join(p["title"] for p in panels).lower()
     for topic in ("served lag", "mismatch", "psi", "dropped", "queue"):
         assert topic in titles
+
+
+# --- a real Prometheus ---------------------------------------------------------------------------
+
+EXAMPLES = DASHBOARD.parent
+PROMETHEUS_BIN = "/usr/bin/prometheus"
+PROMTOOL_BIN = "/usr/bin/promtool"
+NODE_EXPORTER_BIN = "/usr/bin/prometheus-node-exporter"
+DASHBOARD_VARIABLES = {"$project": ".+", "$feature_view": ".+", "$feature": ".+", "$job": ".+"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read().decode())
+
+
+def _query(base: str, expr: str) -> list[dict[str, Any]]:
+    """Instant query through Prometheus's HTTP API: the result series (or a scalar as one)."""
+    answer = _get_json(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+    assert answer["status"] == "success", (expr, answer)
+    return answer["data"]["result"]
+
+
+def _wait_for(what: str, ready: Any, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = ready()
+        except OSError as exc:  # not listening yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def _binary(path: str) -> str:
+    assert Path(path).exists(), f"{path} is missing: .ci/run installs Debian's prometheus packages"
+    return path
+
+
+def test_promtool_checks_and_unit_tests_the_shipped_alert_rules() -> None:
+    promtool = _binary(PROMTOOL_BIN)
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(EXAMPLES / "prometheus_rules.yml")],
+        capture_output=True,
+        text=True,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 6 rules found" in checked.stdout
+    tested = subprocess.run(
+        [promtool, "test", "rules", "prometheus_rules_test.yml"],
+        capture_output=True,
+        text=True,
+        cwd=EXAMPLES,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout and "FAILED" not in tested.stdout
+
+
+def test_every_dashboard_query_returns_series_from_a_real_prometheus(
+    served_repo: Path, tmp_path: Path
+) -> None:
+    """Debian's prometheus scrapes Feast's metrics server (the hook's counters) and
+    node-exporter's textfile collector (the export of stored runs with open alerts); every
+    PromQL expression and variable of the Grafana dashboard returns series with the labels its
+    legend names, and the shipped alert rules fire on them."""
+    prometheus, node_exporter = _binary(PROMETHEUS_BIN), _binary(NODE_EXPORTER_BIN)
+    runs_repo, _ = _repo_with_runs(tmp_path)
+    textfile = tmp_path / "textfile"
+    assert cli(["export", "--repo", str(runs_repo), "--prometheus", str(textfile / "fp.prom")]) == 0
+
+    metrics.install()
+    store = FeatureStore(repo_path=str(served_repo))
+    demo.serve(store, 3, users=300, videos=100, seed=5)
+    assert store._get_provider().flush_samples()
+    assert metrics.sync_multiprocess()
+    feast_port, node_port, prom_port = _free_port(), _free_port(), _free_port()
+    flags = feast_metrics._config
+    feast_metrics.start_metrics_server(
+        store, port=feast_port, start_resource_monitoring=False, start_freshness_monitoring=False
+    )
+    feast_metrics._config = flags
+    feast_server = next(p for p in _children() if p.name == "feast-metrics-server")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(EXAMPLES / "prometheus_rules.yml")],
+                "scrape_configs": [
+                    {
+                        "job_name": "feast",
+                        "static_configs": [{"targets": [f"127.0.0.1:{feast_port}"]}],
+                    },
+                    {
+                        "job_name": "node",
+                        "static_configs": [{"targets": [f"127.0.0.1:{node_port}"]}],
+                    },
+                ],
+            }
+        )
+    )
+    processes = [
+        subprocess.Popen(
+            [
+                node_exporter,
+                "--collector.disable-defaults",
+                "--collector.textfile",
+                f"--collector.textfile.directory={textfile}",
+                f"--web.listen-address=127.0.0.1:{node_port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--log.level=warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        ),
+    ]
+    base = f"http://127.0.0.1:{prom_port}"
+    try:
+        _wait_for("both targets up", lambda: len(_query(base, "up == 1")) == 2)
+        # rate() over [5m] needs two scrapes of the counters
+        _wait_for(
+            "two scrapes of the hook counters",
+            lambda: _query(base, "count_over_time(feast_parity_samples_total[5m]) >= 2"),
+        )
+        dashboard = json.loads(DASHBOARD.read_text())
+        targets = [t for p in dashboard["panels"] if p["type"] != "row" for t in p["targets"]]
+        assert len(targets) >= 20
+        for target in targets:
+            expr = target["expr"]
+            for name, regex in DASHBOARD_VARIABLES.items():
+                expr = expr.replace(name, regex)
+            series = _query(base, expr)
+            assert series, f"no series for {target['expr']}"
+            expected = set(re.findall(r"\{\{(\w+)\}\}", target.get("legendFormat", "")))
+            grouped = re.search(r"\bby \(([^)]*)\)", expr)
+            if grouped:
+                expected |= {label.strip() for label in grouped.group(1).split(",")}
+            for one in series:
+                assert expected <= set(one["metric"]), (target["expr"], one["metric"])
+        # the variables: Grafana's label_values(metric, label) is Prometheus's label values API
+        for variable in dashboard["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            found = re.fullmatch(r"label_values\((.+), (\w+)\)", variable["definition"])
+            assert found, variable["definition"]
+            match, label = found.group(1), found.group(2)
+            for name, regex in DASHBOARD_VARIABLES.items():
+                match = match.replace(name, regex)
+            values = _get_json(
+                f"{base}/api/v1/label/{label}/values?" + urllib.parse.urlencode({"match[]": match})
+            )["data"]
+            assert values, variable["definition"]
+        projects = _get_json(f"{base}/api/v1/label/project/values")["data"]
+        assert PROJECT in projects
+        # the shipped rules load and fire on what was scraped
+        rules = _get_json(f"{base}/api/v1/rules")["data"]["groups"]
+        assert sum(len(g["rules"]) for g in rules) == 6
+
+        def firing() -> set[tuple[str, str]]:
+            alerts = _get_json(f"{base}/api/v1/alerts")["data"]["alerts"]
+            return {
+                (a["labels"]["alertname"], a["labels"].get("target") or a["labels"].get("project"))
+                for a in alerts
+                if a["state"] == "firing"
+            }
+
+        fired = _wait_for(
+            "the rules to fire",
+            lambda: firing() if ("FeastParityCheckFailing", PROJECT) in firing() else None,
+        )
+        assert ("FeastParityAlertOpen", "video_stats") in fired  # the stored served-lag alert
+        assert ("FeastParityAlertOpen", WATCH) in fired
+        assert not any(name == "FeastParityHookErrors" for name, _ in fired)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+        feast_server.terminate()
+        feast_server.join(10)
