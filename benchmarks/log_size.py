@@ -198,7 +198,8 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         "per request row) as fast as one process serves them, then flushed; one fresh worker "
         "process per configuration, one after the other, changing only the sink and "
         "`batch_size` (log rows per writer flush; the default is 5,000, so a flush writes 3 "
-        "batches of about 1,700 rows; 500 shows a small-flush writer). Sizes are read after the worker exited. SQLite: the "
+        "batches of about 1,700 rows; 500 shows a small-flush writer). Sizes are read after "
+        "the worker exited. SQLite: the "
         "database file after a WAL checkpoint minus an empty store's file "
         f"({results['empty_store_bytes']:,} bytes of schema pages), and the stored Arrow IPC "
         "payloads alone; Parquet: the sum of the dataset's files. *Bytes per row* divides by "
@@ -234,8 +235,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         "Parquet) are for the default `batch_size` 5,000; the 500 rows show how much of the "
         "size is per-batch overhead (each batch carries its own schema, metadata and, in "
         "Parquet, a footer and column chunk headers), which larger flushes spread over more "
-        "rows: a writer that flushes small batches (a quiet service, a short `flush_interval_seconds`) "
-        "writes more bytes per row. Bytes per row depend on the values (strings, how often ids and values repeat "
+        "rows: a writer that flushes small batches (a quiet service, a short "
+        "`flush_interval_seconds`) writes more bytes per row. Bytes per row depend on the "
+        "values (strings, how often ids and values repeat "
         "within a batch) but not on the machine.",
         "",
         f"Produced by `{meta['command']}` (wall time {meta['wall']:.0f} s) on:",
