@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m feast_parity.demo
+	$(PY) -m feast_parity.demo_story
 
 test: install
 	$(PY) -m pytest -q

@@ -4,16 +4,14 @@ Used by ``make demo``, the test suite and the benchmarks, so that all three driv
 Feast repo: ``feast apply`` through Feast's CLI, materialization and ``get_online_features``
 through Feast's Python API.
 
-    python -m feast_parity.demo            # what `make demo` runs
+    python -m feast_parity.demo_story      # what `make demo` runs (the demo's two acts)
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -248,26 +246,3 @@ def serve(
         if progress and (i + 1) % max(1, requests // 10) == 0:
             print(f"  served {i + 1}/{requests} requests", flush=True)
     return responses
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``make demo``: the two acts of :mod:`feast_parity.demo_story` on ``feast_repo/``; exit 0
-    when each act ended as it should (healthy check 0, incident check 1, gate refused)."""
-    parser = argparse.ArgumentParser(description="Build the demo repo and play its two acts.")
-    parser.add_argument("--repo", type=Path, default=DEMO_SOURCE)
-    parser.add_argument("--requests", type=int, default=400, help="requests per serving burst")
-    parser.add_argument("--sample-rate", type=float, default=0.1)
-    args = parser.parse_args(argv)
-    from feast_parity import demo_story
-
-    started = time.perf_counter()
-    story = demo_story.run(args.repo, requests=args.requests, sample_rate=args.sample_rate)
-    as_expected = (
-        story.healthy_exit == 0 and story.incident_exits[-1:] == [1] and bool(story.gate_refused)
-    )
-    print(f"\ndemo done in {time.perf_counter() - started:.0f} s", flush=True)
-    return 0 if as_expected else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

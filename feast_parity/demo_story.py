@@ -20,7 +20,9 @@ demo's own test.
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -244,3 +246,24 @@ def run(
     finally:
         features_file.write_text(original)
     return story
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make demo``: both acts on ``feast_repo/``; exit 0 when each ended as it should
+    (healthy check 0, incident check 1, gate refused)."""
+    parser = argparse.ArgumentParser(description="Build the demo repo and play its two acts.")
+    parser.add_argument("--repo", type=Path, default=demo.DEMO_SOURCE)
+    parser.add_argument("--requests", type=int, default=400, help="requests per serving burst")
+    parser.add_argument("--sample-rate", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    story = run(args.repo, requests=args.requests, sample_rate=args.sample_rate)
+    as_expected = (
+        story.healthy_exit == 0 and story.incident_exits[-1:] == [1] and bool(story.gate_refused)
+    )
+    print(f"\ndemo done in {time.perf_counter() - started:.0f} s", flush=True)
+    return 0 if as_expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -127,9 +127,10 @@ def schema_of(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _finding(
+def new_finding(
     kind: str, target: str, severity: str, message: str, evidence: Any, *, view: bool = False
 ) -> dict[str, Any]:
+    """A finding of the report contract, on a feature or (``view``) a feature view."""
     return {
         "kind": kind,
         ("feature_view" if view else "feature"): target,
@@ -162,7 +163,7 @@ def _drift_finding(
     message = f"served vs {versus}: PSI {psi:.3f} (no-drift 95th percentile {critical:.3f})"
     if extra.get("ks_statistic") is not None:
         message += f", KS D {extra['ks_statistic']:.3f}"
-    return _finding(
+    return new_finding(
         "distribution_drift",
         feature,
         severity,
@@ -192,7 +193,7 @@ def divergence_finding(
             why += " (same inputs, other outputs: the code differs)"
     else:
         why = "; the request did not serve the inputs, so input staleness cannot be ruled out"
-    return _finding(
+    return new_finding(
         "transformation_divergence",
         result["feature"],
         severity,
@@ -239,7 +240,7 @@ def feature_findings(
                 f"declared {schema['declared']}, offline column {schema['offline']} holds "
                 f"{result.get('offline_unfit', 0)} value(s) that are not {schema['declared']}"
             )
-        finding = _finding("schema_divergence", feature, "fail", message, dict(schema))
+        finding = new_finding("schema_divergence", feature, "fail", message, dict(schema))
         (folded if "schema_divergence" in view_causes else found).append(finding)
     if result.get("on_demand"):
         divergence = divergence_finding(result, thresholds)
@@ -254,7 +255,7 @@ def feature_findings(
             # values served as another type differ because of it: one cause, one finding
             by_type = bool(schema["diverged"] and schema.get("online_diverged"))
             (folded if by_type else found).append(
-                _finding(
+                new_finding(
                     "value_mismatch",
                     feature,
                     severity,
@@ -280,7 +281,7 @@ def feature_findings(
         if severity:
             seen = ", ".join(repr(v) for v in fills) if fills else "null / NOT_FOUND"
             found.append(
-                _finding(
+                new_finding(
                     "silent_default",
                     feature,
                     severity,
@@ -354,7 +355,7 @@ def view_findings(
         if severity:
             lag = view.get("stale_lag_seconds") or {}
             out.append(
-                _finding(
+                new_finding(
                     "stale_serving",
                     name,
                     severity,
@@ -379,7 +380,7 @@ def view_findings(
         if severity:
             age = view.get("expired_age_seconds") or {}
             out.append(
-                _finding(
+                new_finding(
                     "expired_serving",
                     name,
                     severity,
@@ -404,7 +405,7 @@ def view_findings(
         )
         if severity:
             out.append(
-                _finding(
+                new_finding(
                     "silent_default",
                     name,
                     severity,
@@ -422,7 +423,7 @@ def view_findings(
     changed = [f["feature"] for f in features if f["schema"].get("changed_since_serving")]
     if changed:
         out.append(
-            _finding(
+            new_finding(
                 "schema_divergence",
                 name,
                 "fail",
@@ -470,7 +471,7 @@ def freshness_findings(view: Mapping[str, Any]) -> list[dict[str, Any]]:
         f"{format_duration(view.get('slo_seconds'))} SLO ({view.get('slo_source')})"
     )
     return [
-        _finding(
+        new_finding(
             "freshness_slo",
             view["feature_view"],
             status,

@@ -17,17 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-
-def _finding(
-    kind: str, target: str, severity: str, message: str, evidence: Any, *, view: bool = False
-) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        ("feature_view" if view else "feature"): target,
-        "severity": severity,
-        "message": message,
-        "evidence": evidence,
-    }
+from feast_parity.parity.findings import new_finding
 
 
 def transformation_view_findings(
@@ -58,7 +48,7 @@ def transformation_view_findings(
             )
         )
         out.append(
-            _finding(
+            new_finding(
                 "transformation_divergence",
                 name,
                 "fail" if diverged else "warn",
@@ -78,7 +68,7 @@ def transformation_view_findings(
         )
     elif info.get("training_drift"):
         out.append(
-            _finding(
+            new_finding(
                 "transformation_divergence",
                 name,
                 "warn",
@@ -95,7 +85,7 @@ def transformation_view_findings(
         )
     for field, detail in sorted((view.get("request_schema") or {}).items()):
         out.append(
-            _finding(
+            new_finding(
                 "schema_divergence",
                 name,
                 "fail",

@@ -41,6 +41,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from feast_parity.parity.findings import SEVERITY_RANK
 from feast_parity.parity.metrics import feature_gauges
 from feast_parity.store import writer as sample_writer
 
@@ -279,7 +280,9 @@ def install(registry: CollectorRegistry = REGISTRY) -> HookCollector:
 
 # --- batch job: gauges of the latest stored run -------------------------------------------------
 
-SEVERITY_VALUE = {"ok": 0, "insufficient_data": 1, "warn": 2, "fail": 3}
+SEVERITY_VALUE = (
+    SEVERITY_RANK  # the gauge value of a status: 0 ok, 1 insufficient data, 2 warn, 3 fail
+)
 FEATURE_GAUGES = {m.name: (str(m.gauge), m.help) for m in feature_gauges()}  # the metrics table
 LAG_QUANTILES = {"p50": "0.5", "p95": "0.95", "p99": "0.99"}
 

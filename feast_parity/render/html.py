@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from feast_parity.parity.findings import CheckThresholds
+from feast_parity.parity.metrics import METRICS
 from feast_parity.render.charts import bar_chart, paired_bars, trend_chart
 from feast_parity.render.evidence import evidence_block
 from feast_parity.render.text import (
@@ -42,14 +43,27 @@ from feast_parity.render.text import (
     window_bounds,
 )
 
-DEFAULT_PSI_WARN = 0.1  # docs/checks.md, distribution_drift
-DEFAULT_PSI_FAIL = 0.25
+_DEFAULTS = CheckThresholds()  # the configuration's defaults, when a report carries none
+
+
 # the signals of the trend charts: (report field, label, threshold keys, formatter)
-TREND_SIGNALS = (
-    ("mismatch_rate", "mismatch", ("mismatch_warn", "mismatch_fail"), pct),
-    ("stale_rate", "stale", ("stale_warn", "stale_fail"), pct),
-    ("silent_default_rate", "silent default", ("silent_default_warn", "silent_default_fail"), pct),
-    ("psi", "PSI", ("psi_warn", "psi_fail"), lambda v: f"{v:.3f}"),
+def _trend_label(name: str) -> str:
+    return "PSI" if name == "psi" else name.removesuffix("_rate").replace("_", " ")
+
+
+# the signals the trend charts draw (the issue's four); their threshold keys come from the one
+# metrics table: (report field, label, warn and fail threshold keys, value format)
+TREND_METRICS = ("mismatch_rate", "stale_rate", "silent_default_rate", "psi")
+TREND_SIGNALS = tuple(
+    (
+        m.name,
+        _trend_label(m.name),
+        (f"{m.thresholds}_warn", f"{m.thresholds}_fail"),
+        (lambda v: f"{v:.3f}") if m.name == "psi" else pct,
+    )
+    for name in TREND_METRICS
+    for m in METRICS
+    if m.name == name and m.thresholds
 )
 UNHEALTHY = ("fail", "warn")
 TREND_RUNS = 60  # stored runs drawn in the trend charts, newest last
@@ -98,12 +112,12 @@ def psi_thresholds(thresholds: Any, report: Mapping[str, Any]) -> tuple[float, f
         out = number(value)
         return default if out is None else out
 
-    return read("psi_warn", DEFAULT_PSI_WARN), read("psi_fail", DEFAULT_PSI_FAIL)
+    return read("psi_warn", _DEFAULTS.psi_warn), read("psi_fail", _DEFAULTS.psi_fail)
 
 
 def _threshold(thresholds: Any, report: Mapping[str, Any], name: str) -> float | None:
     """One threshold: from ``thresholds``, else the report's own, else the default."""
-    for source in (thresholds, report.get("thresholds"), CheckThresholds()):
+    for source in (thresholds, report.get("thresholds"), _DEFAULTS):
         if isinstance(source, Mapping) and number(source.get(name)) is not None:
             return number(source.get(name))
         if source is not None and not isinstance(source, Mapping):

@@ -17,10 +17,10 @@ from typing import Any
 
 from tabulate import tabulate
 
+from feast_parity.parity.findings import SEVERITY_RANK
+from feast_parity.parity.freshness import format_duration
 from feast_parity.parity.metrics import cohort_metrics
 from feast_parity.render.json_report import exit_code
-
-SEVERITY_RANK = {"fail": 3, "warn": 2, "insufficient_data": 1, "ok": 0}
 
 # C0 controls, DEL and C1 controls (unicode category Cc), the line/paragraph separators that
 # some terminals treat as newlines, zero-width space and BOM, and the bidi marks, embeddings,
@@ -99,21 +99,13 @@ def fixed(value: Any, digits: int = 3) -> str:
 
 
 def duration(seconds: Any) -> str:
-    """Seconds as a short human duration (as ``freshness.format_duration``; '-' when unknown).
+    """Seconds of any report value as ``freshness.format_duration`` prints them; '-' when
+    unknown or not finite.
 
     >>> duration(259200.0), duration(5400), duration(42), duration(None), duration(float("inf"))
     ('3.0d', '1.5h', '42s', '-', '-')
     """
-    value = number(seconds)
-    if value is None:
-        return "-"
-    if value >= 86400:
-        return f"{value / 86400:.1f}d"
-    if value >= 3600:
-        return f"{value / 3600:.1f}h"
-    if value >= 60:
-        return f"{value / 60:.1f}m"
-    return f"{value:.0f}s"
+    return format_duration(number(seconds))
 
 
 def count(value: Any, grouped: bool = False) -> str:

@@ -29,7 +29,7 @@ from feast_parity.parity.samplelog import (
     decode_batch,
     from_ipc,
 )
-from feast_parity.parity.samplelog.format import TIME
+from feast_parity.parity.samplelog.format import KEY_PREFIX, TIME
 from feast_parity.parity.samplelog.v2 import Skipped, decode_rows
 from feast_parity.parity.served import ServedRows, concat_rows
 from feast_parity.store.schema import sample_batches_table, samples_v2_table
@@ -137,7 +137,7 @@ class SampleLog:
 
             try:  # the key columns, as the first file names them
                 schema = pq.read_schema(files[0], filesystem=self.parquet[0])  # type: ignore[index]
-                columns = [c for c in schema.names if c.startswith("key:") or c == "event_time"]
+                columns = [c for c in schema.names if c.startswith(KEY_PREFIX) or c == "event_time"]
             except (LogFormatError, OSError, pa.ArrowException):
                 columns = None
 

@@ -1,6 +1,6 @@
 """``make demo`` runs both acts and each ends as the README says, so the demo cannot rot.
 
-Runs ``python -m feast_parity.demo`` (what ``make demo`` runs) on a copy of the demo repo,
+Runs ``python -m feast_parity.demo_story`` (what ``make demo`` runs) on a copy of the demo repo,
 then reads what it left: the stored JSON reports of both acts, the alerts and the gate.
 """
 
@@ -31,7 +31,7 @@ def _fails(report: dict) -> set[tuple[str, str]]:
 def test_make_demo_plays_a_healthy_day_then_an_incident_caught_and_gated(tmp_path: Path) -> None:
     repo = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "feast_parity.demo", "--repo", str(repo)],
+        [sys.executable, "-m", "feast_parity.demo_story", "--repo", str(repo)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -13,6 +13,7 @@ from feast_parity.parity.columns import CanonicalColumn, canonical_column
 from feast_parity.parity.samplelog.encode import _key_array, _loose_array
 from feast_parity.parity.samplelog.format import (
     _SCALAR_ARROW,
+    KEY_PREFIX,
     META_DECLARED,
     META_ON_DEMAND,
     META_REDACTED,
@@ -122,9 +123,9 @@ def decode_batch(
                 name in redacted,
             )
         keys = {
-            c[len("key:") :]: object_array(col(c))
+            c[len(KEY_PREFIX) :]: object_array(col(c))
             for c in table.column_names
-            if c.startswith("key:")
+            if c.startswith(KEY_PREFIX)
         }
         request_data = {
             c[len("request:") :]: object_array(col(c))
@@ -167,9 +168,9 @@ def decode_keys(batch: pa.RecordBatch | pa.Table) -> tuple[dict[str, np.ndarray]
     batch_version(table.schema)
     try:
         keys = {
-            c[len("key:") :]: object_array(table.column(c))
+            c[len(KEY_PREFIX) :]: object_array(table.column(c))
             for c in table.column_names
-            if c.startswith("key:")
+            if c.startswith(KEY_PREFIX)
         }
         return keys, _times(table.column("event_time"))
     except (KeyError, pa.ArrowException) as exc:
@@ -246,7 +247,7 @@ def rows_table(rows: ServedRows) -> pa.Table:
         "entity_key_hash": pa.array(rows.entity_key_hash, pa.uint64()),
     }
     for name, values in sorted(rows.keys.items()):
-        columns[f"key:{name}"] = _key_array(values.tolist())
+        columns[KEY_PREFIX + name] = _key_array(values.tolist())
     for name, feature in sorted(rows.features.items()):
         column = feature.values
         if column.kind in ("int", "float", "bool"):

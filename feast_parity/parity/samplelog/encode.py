@@ -19,6 +19,7 @@ from feast_parity.parity.columns import CanonicalColumn, canonical_column, row_h
 from feast_parity.parity.hashing import schema_fingerprint
 from feast_parity.parity.samplelog.format import (
     _SCALAR_ARROW,
+    KEY_PREFIX,
     KIND,
     LOG_VERSION,
     META_DECLARED,
@@ -232,7 +233,7 @@ class BatchBuilder:
         arrays["seed"] = pa.array(np.full(n, self.seed, dtype=np.uint64))
         arrays["writer"] = pa.array([self.writer], type=pa.string()).take(np.zeros(n, np.int64))
         for key in self.join_keys:
-            arrays[f"key:{key}"] = _key_array(self._keys.get(key, [None] * n))
+            arrays[KEY_PREFIX + key] = _key_array(self._keys.get(key, [None] * n))
         arrays.update(feature_arrays)
         for name in sorted(set(self._context) - set(self.join_keys)):
             arrays[f"context:{name}"] = _key_array(self._context[name])

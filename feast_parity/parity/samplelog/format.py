@@ -55,6 +55,7 @@ META_DECLARED = b"feast_parity.declared"
 META_REDACTED = b"feast_parity.redacted"
 META_ON_DEMAND = b"feast_parity.on_demand"
 
+KEY_PREFIX = "key:"  # a join-key column is ``key:<join key>``
 TIME = pa.timestamp("us", tz="UTC")
 KIND = pa.dictionary(pa.int8(), pa.string())  # the kind: columns
 _SCALAR_ARROW = {

@@ -23,32 +23,16 @@ from typing import Any
 import numpy as np
 
 from feast_parity.parity.columns import canonical_column
+from feast_parity.parity.feature import ONLINE_TYPE_NAMES
 from feast_parity.parity.sampling import EntityKeyError, canonical_entity_key
 from feast_parity.parity.served import NO_TIME, ServedFeature, ServedRows
 
 MAX_CELL_CHARS = 1_000_000
 ROW_VERSIONS = (1, 2)
-# online type names of v1/v2 cells -> the protobuf kind v3 logs record
-ONLINE_KINDS = {
-    "int32": "int32_val",
-    "int64": "int64_val",
-    "float32": "float_val",
-    "float64": "double_val",
-    "string": "string_val",
-    "bytes": "bytes_val",
-    "bool": "bool_val",
-    "timestamp": "unix_timestamp_val",
-    "list<int32>": "int32_list_val",
-    "list<int64>": "int64_list_val",
-    "list<float32>": "float_list_val",
-    "list<float64>": "double_list_val",
-    "list<string>": "string_list_val",
-    "list<bytes>": "bytes_list_val",
-    "list<bool>": "bool_list_val",
-    "list<timestamp>": "unix_timestamp_list_val",
-    "map": "map_val",
-    "struct": "struct_val",
-    "json": "json_val",
+# online type names of v1/v2 cells -> the protobuf kind v3 logs record (the inverse of the
+# names the comparison reports)
+ONLINE_KINDS: dict[str, str | None] = {
+    **{name: kind for kind, name in ONLINE_TYPE_NAMES.items()},
     "null": None,
 }
 
