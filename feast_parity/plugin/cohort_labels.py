@@ -17,7 +17,7 @@ from feast_parity.parity.canonical import canonical_value
 from feast_parity.parity.cohorts import NULL, Dimension, key_label, parse_dimensions, value_label
 from feast_parity.parity.served import ServedRows
 from feast_parity.plugin.errors import CheckError
-from feast_parity.plugin.offline import ROW_ID, OfflineReader, entity_frame
+from feast_parity.plugin.offline import OfflineReader, entity_frame
 from feast_parity.plugin.registry import ViewCatalog
 
 WHERE = "parity.cohorts.dimensions"
@@ -128,15 +128,14 @@ class CohortLabeler:
                 f"offline retrieval of cohort dimensions of {view_name} failed: {exc}"
             )
             return {}
-        ids = table.column(ROW_ID).to_pylist()
+        answers = frame.answers(table)
         out = {}
         for name in features:
-            if name not in table.column_names:
+            if name not in answers.column_names:
                 continue
-            answers = dict(zip(ids, table.column(name).to_pylist()))
             declared = info.declared[name]
             values: list[Any] = [None] * n
-            for j, i in enumerate(index.tolist()):
-                values[i] = canonical_value(answers.get(int(frame.row_ids[j])), declared)
+            for i, value in zip(index.tolist(), answers.column(name).to_pylist()):
+                values[i] = canonical_value(value, declared)
             out[name] = values
         return out

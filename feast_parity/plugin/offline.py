@@ -56,6 +56,11 @@ class EntityFrame:
     frame: pd.DataFrame
     row_ids: np.ndarray  # int64, one per input row
 
+    def answers(self, table: pa.Table) -> pa.Table:
+        """A retrieval's answers joined back by row id: one row per input row, in input order
+        (rows the store dropped are nulls)."""
+        return _reindex(table, len(self.frame)).take(pa.array(self.row_ids, type=pa.int64()))
+
 
 def _coerce_keys(values: np.ndarray, dtype: str | None) -> list[Any]:
     """Join key values as the entity's declared type wants them (a client may send "42")."""

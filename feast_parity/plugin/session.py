@@ -50,14 +50,12 @@ def open_engine(store: Any, config: ParityConfig | None = None) -> sa.Engine:
 
 def registry_types(store: Any) -> dict[str, dict[str, str]]:
     """Declared types per view (for log v1 cells, which lack them)."""
-    out: dict[str, dict[str, str]] = {}
+    from feast_parity.plugin.registry import ViewCatalog
+
     try:
-        views = store.registry.list_all_feature_views(store.project)
+        return {v.name: dict(v.declared) for v in ViewCatalog(store.registry, store.project).all()}
     except Exception:
-        return out
-    for view in views:
-        out[view.name] = {f.name: str(f.dtype) for f in view.features}
-    return out
+        return {}
 
 
 def open_sample_log(store: Any, config: ParityConfig | None = None) -> tuple[sa.Engine, SampleLog]:
