@@ -150,12 +150,20 @@ class ParityCheck:
 
     def run(self, store_results: bool = True) -> dict[str, Any]:
         from feast_parity.plugin.lineage import not_training
+        from feast_parity.plugin.openlineage_events import CheckRun
 
+        lineage_run = CheckRun(self.store.config, self.store.project)
+        lineage_run.start()
         try:
             with not_training():  # the check's own retrievals are not training datasets
-                return self._run(store_results)
+                report = self._run(store_results)
+        except BaseException:
+            lineage_run.fail()
+            raise
         finally:
             self.engine.dispose()
+        lineage_run.complete(report)
+        return report
 
     def _run(self, store_results: bool) -> dict[str, Any]:
         try:

@@ -108,7 +108,7 @@ def _record(
         stamps = pd.to_datetime(times, utc=True)
         start, end = stamps.min().to_pydatetime(), stamps.max().to_pydatetime()
     engine = provider.parity_engine()
-    return record_dataset(
+    dataset_id = record_dataset(
         engine,
         project=project,
         feature_refs=sorted(features) or feature_refs,
@@ -118,6 +118,11 @@ def _record(
         features=features,
         profile=profile,
     )
+    if dataset_id is not None:
+        from feast_parity.plugin.openlineage_events import emit_training_retrieval
+
+        emit_training_retrieval(provider.repo_config, project, dataset_id, len(frame), features)
+    return dataset_id
 
 
 def record_training_retrieval(
