@@ -29,8 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import attr
-
 logger = logging.getLogger(__name__)
 
 PRODUCER = "https://github.com/feast-parity/feast-parity"
@@ -57,6 +55,8 @@ def _facet_base() -> Any:
 
 def _fingerprint_facet(fingerprints: Mapping[str, str]) -> Any:
     """A custom dataset facet with the definition fingerprint of each feature."""
+    import attr  # openlineage-python's facets are attrs classes
+
     base = _facet_base()
 
     @attr.define

@@ -36,7 +36,12 @@ def test_make_demo_plays_a_healthy_day_then_an_incident_caught_and_gated(tmp_pat
         text=True,
         timeout=600,
         cwd=ROOT,
-        env={**os.environ, "COLUMNS": "120"},
+        # its own Prometheus multiprocess directory: Feast sets PROMETHEUS_MULTIPROC(ESS)_DIR
+        # on import, and a child that inherits it adds its counters to this process's metrics
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_MULTIPROC")},
+            "COLUMNS": "120",
+        },
     )
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
