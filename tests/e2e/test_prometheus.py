@@ -14,11 +14,10 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from feast import FeatureStore
 from feast import metrics as feast_metrics
@@ -29,12 +28,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from feast_parity import demo
 from feast_parity.cli import main as cli
 from feast_parity.parity.alerts import AlertRules, evaluate
-from feast_parity.parity.report import run_id_for
 from feast_parity.plugin import metrics
 from feast_parity.store.alerts import store_alerts
 from feast_parity.store.engine import open_store
 from feast_parity.store.runs import load_runs, store_run
 from tests.faults import now_hour
+from tests.stored_runs import PROJECT, WATCH, report
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "examples" / "grafana_dashboard.json"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -175,65 +174,6 @@ def _children() -> list[Any]:
 
 
 # --- textfile export -----------------------------------------------------------------------------
-
-PROJECT = "video_recs"
-T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
-WATCH = "user_engagement:watch_minutes"
-FEATURES = [WATCH, "user_engagement:click_through_rate", "video_stats:popularity"]
-
-
-def report(i: int, values: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
-    """Stored run ``i`` (the report contract's fields): window [T0 + i h, T0 + (i+1) h), PSI
-    ~ 0.02, lag p99 ~ 1 h; ``values`` overrides metrics per feature (or per view, with
-    ``served_p99``)."""
-    values = values or {}
-    rng = np.random.default_rng(1000 + i)
-    start = T0 + timedelta(hours=i)
-    end = start + timedelta(hours=1)
-    features = []
-    for name in FEATURES:
-        row = {
-            "feature": name,
-            "feature_view": name.split(":")[0],
-            "compared": 500,
-            "mismatch_rate": 0.0,
-            "stale_rate": 0.0,
-            "silent_default_rate": 0.0,
-            "online_null_rate": round(0.010 + rng.normal(0, 0.001), 5),
-            "offline_null_rate": 0.0,
-            "psi": round(0.02 + rng.normal(0, 0.004), 5),
-            "ks_statistic": 0.03,
-            "ks_pvalue": 0.8,
-            "schema": {"declared": "Float64", "online": "float64", "offline": "float64"},
-            "status": "ok",
-        }
-        row.update(values.get(name, {}))
-        features.append(row)
-    views = []
-    for view in ("user_engagement", "video_stats"):
-        p99 = values.get(view, {}).get("served_p99", 3600 + rng.normal(0, 60))
-        views.append(
-            {
-                "feature_view": view,
-                "served_lag_seconds": {"p50": 1800.0, "p95": 3000.0, "p99": p99},
-                "materialization_lag_seconds": 900.0,
-                "source_lag_seconds": 600.0,
-                "slo_seconds": 43200.0,
-                "status": "ok",
-            }
-        )
-    return {
-        "schema_version": 1,
-        "run_id": run_id_for(PROJECT, start, end),
-        "project": PROJECT,
-        "generated_at": end.isoformat(),
-        "window": {"start": start.isoformat(), "end": end.isoformat()},
-        "samples": 1500,
-        "status": "ok",
-        "features": features,
-        "feature_views": views,
-        "findings": [],
-    }
 
 
 def _repo_with_runs(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
