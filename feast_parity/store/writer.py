@@ -90,6 +90,10 @@ class Snapshot:
 
 
 _YIELD_SECONDS = 0.0001
+# Snapshots queued before a submit wakes the writer. Fewer wake-ups mean fewer hand-offs of the
+# GIL between the writer and the serving threads; the writer also wakes on its own each
+# ``flush_interval`` and on flush(), so a queued snapshot waits at most that long.
+WAKE_SNAPSHOTS = 64
 _live_writers: weakref.WeakSet[SampleWriter] = weakref.WeakSet()
 
 
@@ -126,6 +130,7 @@ class SampleWriter:
         self._flush_requested = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._pending = 0  # snapshots submitted and not yet written or dropped
+        self._wake_at = max(1, min(WAKE_SNAPSHOTS, queue_size // 2))
         self._closed = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="feast-parity-writer", daemon=True)
@@ -144,9 +149,9 @@ class SampleWriter:
                 self.stats.dropped_queue_full += rows
                 return False
             self._pending += 1
-            idle = not q
             q.append(snapshot)
-        if idle:  # the writer may be asleep; while it is busy it picks new snapshots up itself
+            wake = len(q) == self._wake_at
+        if wake:  # a backlog builds: wake the writer (it picks up the rest while busy)
             self._wake()
         return True
 
@@ -289,10 +294,10 @@ class SampleWriter:
                 # the hook queues nothing while the store is down: probe it from here, so
                 # logging resumes by itself when the store returns
                 self._store_usable()
-            # Nothing queued: sleep until a submit, a flush, the batch's age limit or the next
-            # probe. A submit that came after the check above left the signal released: no
-            # wake-up is lost.
-            timeout = 1.0
+            # Nothing queued: sleep until a backlog, a flush, the batch's age limit, the next
+            # look at the queue or the next probe. A wake-up that came after the check above
+            # left the signal released: none is lost.
+            timeout = self.flush_interval
             if snapshots:
                 timeout = started + self.flush_interval - time.monotonic()
             if self.store_down:
