@@ -118,3 +118,44 @@ def write_online(
     provider = store._get_provider()
     provider.online_write_batch(store.config, view, batch, progress=None)
     return len(batch)
+
+
+# -- the planted faults several tests share --------------------------------------------------------
+
+
+def skew_a_tenth(repo: Path) -> pd.DataFrame:
+    """Serve ``watch_minutes * 1.5 + 1`` for every user with ``user_id % 10 == 3`` (true skew,
+    not a fill value); returns the rows written."""
+    rows = latest_rows(repo, "user_engagement")
+    tenth = rows[rows["user_id"] % 10 == 3].copy()
+    tenth["watch_minutes"] = tenth["watch_minutes"] * 1.5 + 1.0
+    write_online(repo, "user_engagement", tenth)
+    return tenth
+
+
+def zero_a_fifth(repo: Path) -> pd.DataFrame:
+    """Serve the fill value ``click_through_rate = 0.0`` for every fifth user."""
+    rows = latest_rows(repo, "user_engagement")
+    fifth = rows[rows["user_id"] % 5 == 0].copy()
+    fifth["click_through_rate"] = np.float32(0.0)
+    write_online(repo, "user_engagement", fifth)
+    return fifth
+
+
+def age_days_as_string(repo: Path) -> None:
+    """Write every video's ``age_days`` online as a string (a type change on one side)."""
+
+    def as_string(name: str, value: Any) -> ValueProto | None:
+        return ValueProto(string_val=str(value)) if name == "age_days" else None
+
+    write_online(repo, "video_stats", latest_rows(repo, "video_stats"), override=as_string)
+
+
+def stall_video_stats(repo: Path, days: int = 3) -> None:
+    """Materialize ``video_stats`` only up to ``days`` ago and ``user_engagement`` up to now
+    (a repo built with ``materialize=False``)."""
+    from datetime import timedelta
+
+    now = datetime.now(timezone.utc)
+    demo.materialize(repo, end=now - timedelta(days=days), views=["video_stats"], days=6)
+    demo.materialize(repo, end=now, views=["user_engagement"], days=6)

@@ -5,16 +5,24 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 from feast import FeatureStore
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_parity import demo
 from feast_parity.cli import main as cli
 from feast_parity.plugin.check import run_check
-from tests.faults import fails, feature, latest_rows, serve_refs, write_online
+from tests.faults import (
+    age_days_as_string,
+    fails,
+    feature,
+    latest_rows,
+    serve_refs,
+    skew_a_tenth,
+    stall_video_stats,
+    write_online,
+    zero_a_fifth,
+)
 
 SCHEMA_CONTRACT = ("declared", "online", "offline", "diverged", "declared_at_serving")
 
@@ -54,10 +62,7 @@ def test_clean_repo_has_no_findings_and_exit_0(build_repo, tmp_path):
 
 def test_value_mismatch_on_a_tenth_of_users(build_repo):
     repo = build_repo(sample_rate=1.0)
-    rows = latest_rows(repo, "user_engagement")
-    tenth = rows[rows["user_id"] % 10 == 3].copy()
-    tenth["watch_minutes"] = tenth["watch_minutes"] * 1.5 + 1.0
-    write_online(repo, "user_engagement", tenth)
+    skew_a_tenth(repo)
     serve_refs(repo, 150)
     report = run_check(repo)
     wm = feature(report, "user_engagement:watch_minutes")
@@ -67,10 +72,8 @@ def test_value_mismatch_on_a_tenth_of_users(build_repo):
 
 
 def test_stale_view_materialized_three_days_ago(build_repo):
-    now = datetime.now(timezone.utc)
     repo = build_repo(sample_rate=1.0, materialize=False)
-    demo.materialize(repo, end=now - timedelta(days=3), views=["video_stats"], days=6)
-    demo.materialize(repo, end=now, views=["user_engagement"], days=6)
+    stall_video_stats(repo)
     serve_refs(repo, 60)
     report = run_check(repo)
     pop = feature(report, "video_stats:popularity")
@@ -94,10 +97,7 @@ def test_stale_view_materialized_three_days_ago(build_repo):
 
 def test_silent_default_zero_for_a_fifth_of_users(build_repo):
     repo = build_repo(sample_rate=1.0)
-    rows = latest_rows(repo, "user_engagement")
-    fifth = rows[rows["user_id"] % 5 == 0].copy()
-    fifth["click_through_rate"] = np.float32(0.0)
-    write_online(repo, "user_engagement", fifth)
+    zero_a_fifth(repo)
     serve_refs(repo, 150)
     report = run_check(repo)
     ctr = feature(report, "user_engagement:click_through_rate")
@@ -112,12 +112,7 @@ def test_silent_default_zero_for_a_fifth_of_users(build_repo):
 
 def test_schema_divergence_when_online_type_changes(build_repo):
     repo = build_repo(sample_rate=1.0)
-    rows = latest_rows(repo, "video_stats")
-
-    def as_string(name, value):
-        return ValueProto(string_val=str(value)) if name == "age_days" else None
-
-    write_online(repo, "video_stats", rows, override=as_string)
+    age_days_as_string(repo)
     serve_refs(repo, 40)
     report = run_check(repo)
     age = feature(report, "video_stats:age_days")

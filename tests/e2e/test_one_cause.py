@@ -7,7 +7,6 @@ its evidence, not paged on one by one.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,15 @@ from feast import FeatureStore
 
 from feast_parity import demo
 from feast_parity.plugin.check import run_check
-from tests.faults import BATCH_REFS, fails, feature, latest_rows, serve_refs, write_online
+from tests.faults import (
+    BATCH_REFS,
+    fails,
+    feature,
+    latest_rows,
+    serve_refs,
+    stall_video_stats,
+    write_online,
+)
 
 VIDEO_FEATURES = {"video_stats:popularity", "video_stats:age_days", "video_stats:category"}
 
@@ -32,10 +39,8 @@ def _findings_of(report: dict, view: str) -> list[dict]:
 
 
 def test_a_stalled_view_is_one_stale_finding_naming_its_features(build_repo):
-    now = datetime.now(timezone.utc)
     repo = build_repo(sample_rate=1.0, materialize=False)
-    demo.materialize(repo, end=now - timedelta(days=3), views=["video_stats"], days=6)
-    demo.materialize(repo, end=now, views=["user_engagement"], days=6)
+    stall_video_stats(repo)
     serve_refs(repo, 60)
     report = run_check(repo)
     found = _findings_of(report, "video_stats")

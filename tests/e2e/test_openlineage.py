@@ -30,7 +30,7 @@ from openlineage.client.facet_v2 import (
 
 from feast_parity.cli import main as cli
 from feast_parity.plugin import openlineage_events
-from tests.faults import latest_rows, now_hour, serve_refs, write_online
+from tests.faults import now_hour, serve_refs, skew_a_tenth
 
 PROJECT = "video_recs"
 
@@ -160,10 +160,7 @@ def test_a_check_and_a_training_retrieval_are_runs_on_a_real_http_receiver(
 ):
     repo = build_repo(sample_rate=1.0)
     _with_block(repo, transport_type="http", transport_url=receiver.url)
-    rows = latest_rows(repo, "user_engagement")
-    tenth = rows[rows["user_id"] % 10 == 3].copy()
-    tenth["watch_minutes"] = tenth["watch_minutes"] * 1.5 + 1.0
-    write_online(repo, "user_engagement", tenth)
+    skew_a_tenth(repo)
     serve_refs(repo, 60)
 
     assert cli(["check", "--repo", str(repo), "--no-progress", "--json", str(repo / "r.json")]) == 1

@@ -12,7 +12,7 @@ from feast import FeatureService, FeatureStore
 
 from feast_parity import demo
 from feast_parity.plugin.check import run_check
-from tests.faults import fails, feature, latest_rows, write_online
+from tests.faults import fails, feature, skew_a_tenth
 
 PROJECTED = ("watch_minutes", "sessions")
 
@@ -27,11 +27,7 @@ def test_a_with_projection_service_served_with_full_names_counts_only_its_featur
     store.apply(
         [FeatureService(name="svc_projection", features=[view.with_projection(projection)])]
     )
-
-    rows = latest_rows(repo, "user_engagement")
-    tenth = rows[rows["user_id"] % 10 == 3].copy()
-    tenth["watch_minutes"] = tenth["watch_minutes"] * 1.5 + 1.0
-    write_online(repo, "user_engagement", tenth)
+    skew_a_tenth(repo)
 
     server = FeatureStore(repo_path=str(repo))
     service = server.get_feature_service("svc_projection")
