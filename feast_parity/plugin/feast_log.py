@@ -99,9 +99,9 @@ def _read_view(sample_log: Any, view: str, since: datetime, until: datetime) -> 
 
 def logging_table(
     store: Any, service: Any, per_view: dict[str, ServedRows], export: FeastLogExport
-) -> pa.Table:
+) -> tuple[pa.Table, list[str]]:
     """Feast's logging table of ``service`` from each projection's served rows (the rows
-    already filtered to that service)."""
+    already filtered to that service), and its join-key and request-field columns."""
     from feast.feature_logging import FeatureServiceLoggingSource
 
     schema = FeatureServiceLoggingSource(service, store.project).get_schema(store.registry)
@@ -110,12 +110,12 @@ def logging_table(
         for alias, rows in per_view.items()
     }
     # every request row once, oldest first
-    first_seen: dict[int, tuple[int, str, str]] = {}
+    first_seen: dict[int, tuple[int, str]] = {}  # request row -> (request time us, request id)
     for alias, rows in per_view.items():
         for i, key in enumerate(keyed[alias].tolist()):
             time_us = int(rows.request_time[i])
             if key not in first_seen or time_us < first_seen[key][0]:
-                first_seen[key] = (time_us, alias, str(rows.request_id[i]))
+                first_seen[key] = (time_us, str(rows.request_id[i]))
     order = sorted(first_seen, key=lambda k: (first_seen[k][0], k))
     position = {key: j for j, key in enumerate(order)}
     index = {}
@@ -126,6 +126,7 @@ def logging_table(
         index[alias] = at
 
     columns: dict[str, Any] = {}
+    key_names: list[str] = []
     times = [first_seen[k][0] for k in order]
     for projection in service.feature_view_projections:
         alias = projection.name_to_use()
@@ -137,6 +138,7 @@ def logging_table(
                 columns[arrow_name] = _array(
                     values, schema.field(arrow_name).type, arrow_name, export
                 )
+                key_names.append(arrow_name)
         for feature in projection.features:
             name = f"{alias}__{feature.name}"
             if rows is not None and rows.features.get(feature.name) is not None:
@@ -161,9 +163,9 @@ def logging_table(
     log_times = [datetime.fromtimestamp(t / 1e6, tz=timezone.utc) for t in times]
     columns["__log_timestamp"] = pa.array(log_times, type=schema.field("__log_timestamp").type)
     columns["__log_date"] = pa.array([t.date() for t in log_times], type=pa.date32())
-    columns["__request_id"] = pa.array([first_seen[k][2] for k in order], type=pa.string())
+    columns["__request_id"] = pa.array([first_seen[k][1] for k in order], type=pa.string())
     arrays = [columns.get(f.name, pa.nulls(len(order), type=f.type)) for f in schema]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=schema), key_names
 
 
 def _key_columns(projection: Any, rows: ServedRows | None) -> list[tuple[Sequence[Any], str]]:
@@ -224,8 +226,7 @@ def export_feature_service_log(
         engine.dispose()
     if not per_view:
         return export
-    table = logging_table(store, service, per_view, export)
-    join_keys = [n for n in table.column_names if not n.startswith("__") and "__" not in n]
+    table, join_keys = logging_table(store, service, per_view, export)
     provider = store._get_provider()
     try:
         logged = provider.retrieve_feature_service_logs(

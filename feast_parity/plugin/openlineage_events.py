@@ -22,6 +22,7 @@ relative ``file`` path is under the repo). Sending never raises: a failed send i
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -47,27 +48,22 @@ ASSERTED_KINDS = (
 )
 
 
-def _facet_base() -> Any:
+@functools.cache
+def _fingerprint_facet_class() -> Any:
+    """A custom dataset facet with the definition fingerprint of each feature (an attrs class,
+    like openlineage-python's own facets; built once, on first use)."""
+    import attr
     from openlineage.client.generated.base import DatasetFacet
 
-    return DatasetFacet
-
-
-def _fingerprint_facet(fingerprints: Mapping[str, str]) -> Any:
-    """A custom dataset facet with the definition fingerprint of each feature."""
-    import attr  # openlineage-python's facets are attrs classes
-
-    base = _facet_base()
-
     @attr.define
-    class FeastParityDatasetFacet(base):  # type: ignore[misc, valid-type]
+    class FeastParityDatasetFacet(DatasetFacet):  # type: ignore[misc]
         definitionFingerprints: dict[str, str] = attr.field(factory=dict)  # noqa: N815
 
         @staticmethod
         def _get_schema() -> str:
             return "https://feast-parity.example/spec/FeastParityDatasetFacet.json"
 
-    return FeastParityDatasetFacet(definitionFingerprints=dict(fingerprints))
+    return FeastParityDatasetFacet
 
 
 class LineageEmitter:
@@ -185,7 +181,7 @@ def emit_training_retrieval(
         output = OutputDataset(
             namespace=emitter.namespace,
             name=f"training_dataset/{dataset_id}",
-            facets={"feastParity": _fingerprint_facet(fingerprints)},
+            facets={"feastParity": _fingerprint_facet_class()(definitionFingerprints=fingerprints)},
             outputFacets={
                 "outputStatistics": stats.OutputStatisticsOutputDatasetFacet(
                     rowCount=int(row_count)
@@ -215,8 +211,9 @@ def check_inputs(namespace: str, report: Mapping[str, Any]) -> list[Any]:
         kind = str(finding.get("kind"))
         if finding.get("feature"):
             failing.add((kind, str(finding["feature"])))
-        evidence = finding.get("evidence") or {}
-        for ref in evidence.get("features") or [] if isinstance(evidence, Mapping) else []:
+        evidence = finding.get("evidence")
+        named = evidence.get("features") if isinstance(evidence, Mapping) else None
+        for ref in named or []:  # a view-level finding fails each feature it names
             failing.add((kind, str(ref)))
     rows_of_view = {
         str(v.get("feature_view")): int(v.get("samples") or 0)
