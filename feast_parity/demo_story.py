@@ -21,6 +21,9 @@ demo's own test.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import sys
 import time
@@ -61,24 +64,16 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
-
-
 def _check(repo: Path, start: datetime, end: datetime, name: str, quiet: bool) -> tuple[int, dict]:
-    """``feast-parity check`` of one window, its JSON and HTML next to the repo's data."""
-    import json
-
+    """``feast-parity check`` of one window, its JSON and HTML next to the repo's data;
+    ``quiet`` keeps its summary off the narrative."""
     from feast_parity.cli import main as cli
 
     data = repo / "data"
-    args = ["check", "--repo", str(repo), "--since", _iso(start), "--until", _iso(end)]
+    args = ["check", "--repo", str(repo), "--since", start.isoformat(), "--until", end.isoformat()]
     args += ["--json", str(data / f"{name}.json"), "--html", str(data / f"{name}.html")]
     if quiet:
         args.append("--no-progress")
-        import contextlib
-        import io
-
         with contextlib.redirect_stdout(io.StringIO()):
             code = cli(args)
     else:
@@ -95,7 +90,6 @@ def _serve_window(
     demo.serve(store, requests, seed=seed, features=refs)
     provider = store._get_provider()
     provider.flush_samples()
-    time.sleep(0.01)
     return start, datetime.now(timezone.utc)
 
 
