@@ -104,7 +104,11 @@ def _write(repo: Path, offline: str, pg_url: str | None, frame: pd.DataFrame) ->
 
 
 @st.composite
-def histories(draw: Any, ties: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def histories(draw: Any, ties: bool, full_ties: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Random offline rows and queries. ``ties``: rows of one user may share an event time
+    (broken by the created time); ``full_ties``: they may share the created time too, where
+    Feast's SQL stores pick either row (docs/feast_facts.md), so a differential test against
+    them leaves those out."""
     users = draw(st.integers(1, 4))
     rows = []
     for user in range(users):
@@ -121,6 +125,8 @@ def histories(draw: Any, ties: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
             )
     if not ties:  # drop exact (user, ts) duplicates the seconds jitter may have made
         rows = list({(r["user_id"], r["ts"]): r for r in rows}.values())
+    elif not full_ties:  # keep one row per (user, ts, created)
+        rows = list({(r["user_id"], r["ts"], r["created"]): r for r in rows}.values())
     frame = pd.DataFrame(rows or [{"user_id": 0, "ts": T0, "created": T0, "raw_v": 0.0, "n": 0}])
     queries = draw(
         st.lists(
@@ -268,7 +274,7 @@ def test_file_store_ties_follow_materialization_not_daskss_unstable_sort(tmp_pat
 
 
 @COMMON
-@given(data=histories(ties=True))
+@given(data=histories(ties=True, full_ties=False))
 def test_duckdb_store_equals_feast_with_ties(tmp_path_factory, data):
     repo = _pit_repo(tmp_path_factory, "duckdb")
     frame, query = data
@@ -303,7 +309,7 @@ def pg_repo(tmp_path_factory) -> Any:
 
 
 @COMMON
-@given(data=histories(ties=True))
+@given(data=histories(ties=True, full_ties=False))
 def test_postgres_store_equals_feast_with_ties(pg_repo, data):
     repo, url = pg_repo
     frame, query = data
