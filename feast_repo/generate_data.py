@@ -95,8 +95,11 @@ def generate(
     rng = np.random.default_rng(seed)
     times = snapshot_times(end, days)
     data_dir.mkdir(parents=True, exist_ok=True)
-    user_engagement(users, times, rng).to_parquet(data_dir / "user_engagement.parquet")
-    video_stats(videos, times, rng).to_parquet(data_dir / "video_stats.parquet")
+    # microsecond timestamps: Spark (the Spark offline store, features_spark.py) rejects
+    # nanosecond ones, and every other store reads either
+    micros = {"coerce_timestamps": "us", "allow_truncated_timestamps": True}
+    user_engagement(users, times, rng).to_parquet(data_dir / "user_engagement.parquet", **micros)
+    video_stats(videos, times, rng).to_parquet(data_dir / "video_stats.parquet", **micros)
     return end
 
 

@@ -48,6 +48,13 @@ def _alerts(history: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
     metavar="FILE",
     help="Write the self-contained HTML report here.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default=None,
+    help="Where the check runs (default: parity.engine, else local); spark needs "
+    "feast-parity[spark], Java and the Spark offline store.",
+)
 @click.option("--chunk-rows", type=int, default=50_000, hidden=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def check(
@@ -56,17 +63,18 @@ def check(
     until: str | None,
     json_out: str | None,
     html: Path | None,
+    engine: str | None,
     chunk_rows: int,
     no_progress: bool,
 ) -> int:
     """Compare sampled served rows with point-in-time offline values; exit 1 on a fail."""
     from feast_parity.commands.options import write_json
     from feast_parity.parity.report import exit_code
-    from feast_parity.plugin.check import ParityCheck, progress_bar
+    from feast_parity.plugin.check import open_check, progress_bar
     from feast_parity.render import render_html, render_text
 
     progress = None if no_progress or not sys.stderr.isatty() else progress_bar()
-    job = ParityCheck(repo, since, until, chunk_rows=chunk_rows, progress=progress)
+    job = open_check(repo, since, until, engine=engine, chunk_rows=chunk_rows, progress=progress)
     report = job.run()
     to_stdout = json_out == "-"
     click.echo(render_text(report), err=to_stdout)

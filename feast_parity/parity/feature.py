@@ -130,8 +130,12 @@ class FeatureComparison:
     training_online_hist: NumericHistogram | CategoricalHistogram | None = None
     max_cohorts: int = 50
     cohorts: CohortSlices | None = None
-    _edge_buffer: list[tuple[Any, Any]] = field(default_factory=list, repr=False)
+    # buffered (online, offline, online order, offline order) values until the edges are fixed
+    _edge_buffer: list[tuple[Any, Any, Any, Any]] = field(default_factory=list, repr=False)
     _edge_buffer_rows: int = 0
+    # a partition of a distributed check: keep buffering (the first EDGE_ROWS offline values of
+    # this partition) and never fix edges alone; the driver fixes them from all partitions
+    defer_edges: bool = False
 
     def __post_init__(self) -> None:
         self.online_sample = Reservoir(seed=self.seed, salt=1)
@@ -171,15 +175,24 @@ class FeatureComparison:
         request_times: np.ndarray | None = None,
         cohort_labels: Mapping[str, np.ndarray] | None = None,
         cohort_entities: np.ndarray | None = None,
+        order: np.ndarray | None = None,
     ) -> np.ndarray:
         """Add one chunk of aligned rows; rows that did not request the feature are ignored.
         Returns, per row of the chunk, whether its served value differs from the offline one
-        at the same event time (not counting null defaults)."""
+        at the same event time (not counting null defaults).
+
+        ``order`` gives each row its place in the log (sample ids): examples and the values
+        that fix the bins are the first ones in that order, however the rows were split
+        between chunks or partitions. Without it, the rows count in the order they come."""
         mismatch = np.zeros(len(served.status), dtype=bool)
         index = np.flatnonzero(served.requested)
         n = int(index.size)
         if n == 0:
             return mismatch
+        if order is None:
+            order = np.full(len(served.status), self.rows, dtype=np.int64)
+            order[index] += np.arange(n, dtype=np.int64)
+        row_order = np.asarray(order, dtype=np.int64)[index]
         feature = served.take(index)
         on_req, on_srv = at_request.take(index), at_served.take(index)
         exact, stale = outcomes.exact[index], outcomes.stale[index]
@@ -244,8 +257,9 @@ class FeatureComparison:
                 index,
                 entity_labels,
                 request_times,
+                row_order,
             )
-        self._update_distributions(feature, on_req, online_null, offline_real, current)
+        self._update_distributions(feature, on_req, online_null, offline_real, current, row_order)
         if cohort_labels:
             self._update_cohorts(
                 {d: np.asarray(v)[index] for d, v in cohort_labels.items()},
@@ -301,6 +315,7 @@ class FeatureComparison:
         index: np.ndarray,
         entity_labels: Sequence[str],
         request_times: np.ndarray | None,
+        row_order: np.ndarray,
     ) -> None:
         """Keep early example rows (4 x EXAMPLES at most): fill-value rows among them are
         dropped at result time, and at least EXAMPLES others usually remain."""
@@ -317,7 +332,7 @@ class FeatureComparison:
             }
             if _is_number(online) and _is_number(off):
                 example["difference"] = float(online) - float(off)
-            self.examples.append((self.rows - len(index) + i, int(online_hash[i]), example))
+            self.examples.append((int(row_order[i]), int(online_hash[i]), example))
 
     def _update_distributions(
         self,
@@ -326,6 +341,7 @@ class FeatureComparison:
         online_null: np.ndarray,
         offline_real: np.ndarray,
         current: np.ndarray,
+        row_order: np.ndarray,
     ) -> None:
         kind = self.kind
         if kind == "other":
@@ -352,23 +368,26 @@ class FeatureComparison:
             self.online_hist.update(on)  # type: ignore[union-attr]
             self.offline_hist.update(off)
             return
-        # Bins come from the first EDGE_ROWS offline values, whatever the chunk size: buffer
-        # until then, so a report never depends on how the log was chunked.
-        self._edge_buffer.append((on, off))
+        # Bins come from the first EDGE_ROWS offline values in log order, whatever the chunk
+        # size or partitioning: buffer until then, so a report never depends on how the log
+        # was split.
+        if self.defer_edges and self._edge_buffer_rows >= EDGE_ROWS:
+            return  # a partition's first EDGE_ROWS are kept; later ones cannot be the first
+        self._edge_buffer.append((on, off, row_order[on_rows], row_order[off_rows]))
         self._edge_buffer_rows += len(off)
-        if self._edge_buffer_rows >= EDGE_ROWS:
+        if self._edge_buffer_rows >= EDGE_ROWS and not self.defer_edges:
             self._finish_edges()
 
     def _finish_edges(self) -> None:
         if self.offline_hist is not None or not self._edge_buffer:
             return
         buffered, self._edge_buffer, self._edge_buffer_rows = self._edge_buffer, [], 0
+        on_all, off_all = _in_order(buffered, 0), _in_order(buffered, 1)
         if self.kind == "numeric":
-            off_all = np.concatenate([off for _, off in buffered])[:EDGE_ROWS]
-            finite = off_all[np.isfinite(off_all)]
+            first = off_all[:EDGE_ROWS].astype(np.float64)
+            finite = first[np.isfinite(first)]
             if finite.size == 0:
-                on_all = np.concatenate([on for on, _ in buffered])
-                finite = on_all[np.isfinite(on_all)]
+                finite = on_all[np.isfinite(on_all.astype(np.float64))].astype(np.float64)
             if finite.size == 0:
                 return
             edges = quantile_edges(finite, bins=self.bins)
@@ -376,13 +395,57 @@ class FeatureComparison:
             self.online_hist = NumericHistogram(edges)
         else:
             learner = CategoricalHistogram(None)
-            offline = pa.chunked_array([pa.array(off, pa.string()) for _, off in buffered])
-            learner.update(offline.slice(0, EDGE_ROWS))
+            learner.update(pa.array(off_all[:EDGE_ROWS], pa.string()))
             self.online_hist = CategoricalHistogram(learner.categories or [])
             self.offline_hist = self.online_hist.empty_like()
-        for on, off in buffered:
-            self.online_hist.update(on)
-            self.offline_hist.update(off)
+        self.online_hist.update(on_all)
+        self.offline_hist.update(off_all)
+
+    def adopt_edges(self, merged: FeatureComparison) -> None:
+        """Bin as ``merged`` (the edge pass of all partitions, merged) fixes it: its first
+        EDGE_ROWS offline values in log order, as one process reading the log would."""
+        merged._finish_edges()
+        if merged.online_hist is not None and merged.offline_hist is not None:
+            self.online_hist = merged.online_hist.empty_like()
+            self.offline_hist = merged.offline_hist.empty_like()
+            self.defer_edges = False
+
+    def merge(self, other: FeatureComparison) -> None:
+        """Add the state of another part of the same window (another partition): counts
+        add, histograms and reservoirs merge, examples keep the first in log order."""
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("kinds", "declared_at_serving", "offline_types"):
+            mine = getattr(self, name)
+            for key, count in getattr(other, name).items():
+                mine[key] = mine.get(key, 0) + count
+        self.fills.merge(other.fills)
+        self.magnitude.merge(other.magnitude)
+        for key, bucket in other.candidate_magnitude.items():
+            if key in self.candidate_magnitude:
+                self.candidate_magnitude[key].merge(bucket)
+            else:
+                self.candidate_magnitude[key] = bucket
+        for mine, theirs in (
+            (self.stale_sample, other.stale_sample),
+            (self.online_sample, other.online_sample),
+            (self.offline_sample, other.offline_sample),
+        ):
+            mine.merge(theirs)
+        for side in ("online_hist", "offline_hist", "training_online_hist"):
+            mine, theirs = getattr(self, side), getattr(other, side)
+            if mine is None:
+                setattr(self, side, theirs)
+            elif theirs is not None:
+                setattr(self, side, mine.merge(theirs))
+        self.examples = sorted(self.examples + other.examples, key=lambda e: e[0])[: 4 * EXAMPLES]
+        if other.cohorts is not None:
+            if self.cohorts is None:
+                self.cohorts = other.cohorts
+            else:
+                self.cohorts.merge(other.cohorts)
+        self._edge_buffer.extend(other._edge_buffer)
+        self._edge_buffer_rows += other._edge_buffer_rows
 
     def _update_cohorts(self, labels: Mapping[str, np.ndarray], **rows: Any) -> None:
         if self.cohorts is None:
@@ -503,6 +566,32 @@ class FeatureComparison:
             "online": self.online_hist.counts.tolist(),
             "offline": self.offline_hist.counts.tolist(),
         }
+
+
+_COUNTERS = (
+    "rows",
+    "compared",
+    "raw_mismatches",
+    "stale_rows",
+    "expired_rows",
+    "online_only_rows",
+    "online_nulls",
+    "offline_nulls",
+    "offline_real",
+    "null_defaults",
+    "null_defaults_not_found",
+    "offline_unfit",
+)
+
+
+def _in_order(buffered: list[tuple[Any, Any, Any, Any]], side: int) -> np.ndarray:
+    """One side (0 online, 1 offline) of an edge buffer, sorted by log order (stable: a
+    buffer filled in order stays as it is)."""
+    if not buffered:
+        return np.zeros(0)
+    values = np.concatenate([np.asarray(entry[side]) for entry in buffered])
+    order = np.concatenate([np.asarray(entry[side + 2], dtype=np.int64) for entry in buffered])
+    return values[np.argsort(order, kind="stable")]
 
 
 def _labels(feature: ServedFeature, rows: np.ndarray, online: bool) -> np.ndarray:

@@ -10,7 +10,6 @@ the stored run (:mod:`feast_parity.store.runs`).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,23 +19,16 @@ from typing import Any
 
 import numpy as np
 
+from feast_parity.parity.chunk import ComparisonSettings, EntityLabels, compare_chunk
 from feast_parity.parity.cohorts import entity_hashes
-from feast_parity.parity.columns import canonical_column
 from feast_parity.parity.feature import FeatureComparison
-from feast_parity.parity.fills import configured_hashes
-from feast_parity.parity.hashing import value_hash
 from feast_parity.parity.lag_series import LagSeries
 from feast_parity.parity.report import build_report
 from feast_parity.parity.samplelog import NewerLogError
 from feast_parity.parity.samplelog.v2 import Skipped
 from feast_parity.parity.served import ServedRows
 from feast_parity.parity.transformation import ServedInputs, TransformationParity
-from feast_parity.parity.view import (
-    ViewComparison,
-    classify,
-    offline_row_hashes,
-    recomputed_outcomes,
-)
+from feast_parity.parity.view import ViewComparison, classify, recomputed_outcomes
 from feast_parity.plugin.cohort_labels import CohortLabeler, validate_dimensions
 from feast_parity.plugin.errors import CheckError
 from feast_parity.plugin.freshness import view_freshness
@@ -108,6 +100,16 @@ class ParityCheck:
         self.labeler = CohortLabeler(dims, self.catalog, self.reader, self.notes) if dims else None
         self._trained_udf: dict[str, str] = {}  # on-demand view -> fingerprint trained on
         self.training_profiles = self._training_profiles()
+        thresholds = self.config.thresholds
+        self.settings = ComparisonSettings(
+            seed=self.config.seed,
+            relative_tolerance=thresholds.mismatch_relative_tolerance,
+            drift_confidence=thresholds.drift_confidence,
+            max_cohorts=self.config.cohorts.max_cohorts,
+            redacted=frozenset(self.redacted),
+            fill_values=list(self.config.fill_values),
+            training=self.training_profiles,
+        )
         self.features: dict[str, FeatureComparison] = {}
         self.views: dict[str, ViewComparison] = {}
         self.transformations: dict[str, TransformationParity] = {}
@@ -304,35 +306,22 @@ class ParityCheck:
                     int(self.since.timestamp() * 1e6), int(self.until.timestamp() * 1e6)
                 ),
             )
-        view.update(rows, outcomes, offline_row_hashes(rows, offline), entity_labels)
         units = None
         if labels:
             # the unit whose rows share one fate: the view's entity (all keys for on-demand)
             units = entity_hashes(
                 [rows.all_keys(i) for i in range(len(rows))], info.join_keys or None
             )
-        diverged: dict[str, np.ndarray] = {}
-        for name in served_features:
-            comparison = self._comparison(info, name, rows)
-            feature = rows.features[name]
-            n = len(rows)
-            at_request = offline.at_request.get(name) or canonical_column(
-                [None] * n, comparison.declared
-            )
-            at_served = offline.at_served.get(name) or canonical_column(
-                [None] * n, comparison.declared
-            )
-            diverged[name] = comparison.update(
-                feature,
-                at_request,
-                at_served,
-                outcomes,
-                offline_type=offline.offline_types.get(name),
-                entity_labels=entity_labels,
-                request_times=rows.request_time,
-                cohort_labels=labels,
-                cohort_entities=units,
-            )
+        diverged = compare_chunk(
+            view,
+            lambda name: self._comparison(info, name, rows),
+            rows,
+            offline,
+            outcomes,
+            entity_labels,
+            cohort_labels=labels,
+            cohort_entities=units,
+        )
         if info.on_demand:
             self._transformation(info).update(
                 fingerprints=rows.udf_fingerprint
@@ -412,25 +401,7 @@ class ParityCheck:
         if comparison is not None:
             return comparison
         declared = info.declared.get(name) or rows.features[name].declared
-        thresholds = self.config.thresholds
-        comparison = FeatureComparison(
-            feature=ref,
-            declared=declared,
-            on_demand=info.on_demand,
-            redacted=ref in self.redacted,
-            seed=self.config.seed,
-            relative_tolerance=thresholds.mismatch_relative_tolerance,
-            drift_confidence=thresholds.drift_confidence,
-            max_cohorts=self.config.cohorts.max_cohorts,
-        )
-        comparison.fills.configured = configured_hashes(
-            value_hash(v, declared) for v in self.config.fill_values
-        )
-        if comparison.redacted:
-            comparison.fills.configured = frozenset()  # configured values are in clear
-        reference = self.training_profiles.get(ref)
-        if reference is not None and not comparison.redacted:
-            comparison.set_training_reference(*reference)
+        comparison = self.settings.new(ref, declared, info.on_demand)
         self.features[ref] = comparison
         return comparison
 
@@ -540,31 +511,12 @@ class ParityCheck:
         self.notes.extend(self.skipped.notes())
 
 
-class _EntityLabels(Sequence[str]):
-    """Per row, the view's entity key as sorted-keys JSON, made only for the rows that are
-    shown (examples, cohorts): most rows never need one."""
-
-    def __init__(self, rows: ServedRows) -> None:
-        self.names = sorted(rows.keys)
-        self.columns = [rows.keys[k] for k in self.names]
-        self.n = len(rows)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(self.n))]
-        values = {name: column[i] for name, column in zip(self.names, self.columns)}
-        return json.dumps(values, sort_keys=True, default=str)
-
-
 def _or_none(mask: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n, dtype=bool) if mask is None else mask
 
 
 def _entity_labels(rows: ServedRows, info: ViewInfo) -> Sequence[str]:
-    return _EntityLabels(rows)
+    return EntityLabels(rows)
 
 
 def progress_bar() -> Callable[[int, int], None]:
@@ -594,7 +546,32 @@ def run_check(
     progress: Callable[[int, int], None] | None = None,
     now: datetime | None = None,
     store_results: bool = True,
+    engine: str | None = None,
 ) -> dict[str, Any]:
-    """Run the parity check on a repo's sample log window; return the report (schema 1)."""
-    check = ParityCheck(repo, since, until, chunk_rows=chunk_rows, progress=progress, now=now)
+    """Run the parity check on a repo's sample log window; return the report (schema 1).
+    ``engine`` (``local`` or ``spark``) overrides the repo's ``parity.engine``."""
+    check = open_check(
+        repo, since, until, chunk_rows=chunk_rows, progress=progress, now=now, engine=engine
+    )
     return check.run(store_results=store_results)
+
+
+def open_check(
+    repo: str | Path,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    *,
+    engine: str | None = None,
+    **options: Any,
+) -> ParityCheck:
+    """The check of a repo on its engine: ``engine``, else the repo's ``parity.engine``."""
+    if engine not in (None, "local", "spark"):
+        raise CheckError(f"--engine: unknown engine {engine!r}; use local or spark")
+    if engine is None:
+        _, config = load_store(Path(repo))
+        engine = config.engine
+    if engine == "spark":
+        from feast_parity.plugin.spark_check import SparkParityCheck
+
+        return SparkParityCheck(repo, since, until, **options)
+    return ParityCheck(repo, since, until, **options)

@@ -38,6 +38,7 @@ class ParityConfig(BaseModel):
     store: str = "sqlite:///data/parity.db"
     sample_log: str | None = None
     engine: str = "local"
+    spark_conf: dict[str, str] = Field(default_factory=dict)  # --engine spark: session settings
     offline_join: str = "auto"
     enabled: bool = True
     queue_size: int = Field(10_000, ge=1)
@@ -94,8 +95,8 @@ class ParityConfig(BaseModel):
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, value: str) -> str:
-        if value not in ("local",):
-            raise ValueError(f"unknown engine {value!r}; use local")
+        if value not in ("local", "spark"):
+            raise ValueError(f"unknown engine {value!r}; use local or spark")
         return value
 
     @field_validator("offline_join")

@@ -219,6 +219,11 @@ class SampleLog:
 
         yield from _decoded_chunks(parts(), since, until, chunk_rows)
 
+    def parquet_files(self, since: datetime, until: datetime) -> dict[str, list[str]]:
+        """The window's Parquet files per view, in the order the check reads them (a file's
+        place in its view's list numbers its sample ids, :func:`parquet_first_id`)."""
+        return self._parquet_files(since, until)
+
     def _parquet_files(self, since: datetime, until: datetime) -> dict[str, list[str]]:
         """The window's files per view, listed once per window: the keys pass and the values
         pass of a check then see the same files even while writers add new ones."""
@@ -273,7 +278,7 @@ class SampleLog:
 
         def read(item: tuple[int, str]) -> _Part:
             number, path = item
-            first_id = (1 << 40) + number * BATCH_ID_STRIDE
+            first_id = parquet_first_id(number)
             try:
                 return _Part(self._read_parquet(path), first_id, 0, "")
             except NewerLogError:
@@ -285,6 +290,12 @@ class SampleLog:
 
         parts = _prefetch(read, list(enumerate(files)))
         yield from _decoded_chunks(parts, since, until, chunk_rows)
+
+
+def parquet_first_id(number: int) -> int:
+    """The sample id of the first row of a view's ``number``-th Parquet file of a window (SQL
+    batches count from 0, files from 2**40: ids grow in the order the check reads rows)."""
+    return (1 << 40) + number * BATCH_ID_STRIDE
 
 
 @dataclass

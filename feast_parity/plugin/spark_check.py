@@ -1,0 +1,379 @@
+"""The parity check on Spark (``feast-parity check --engine spark``, ``parity.engine: spark``).
+
+What runs where (docs/spark.md):
+
+* **executors**: read the window's Parquet sample log (``parity.sample_log``), ask the repo's
+  own Feast Spark offline store for the point-in-time rows at the request and at the served
+  event time (the entity dataframe is a Spark DataFrame, the answers come back through
+  ``to_spark_df()``), and compare each partition with the local engine's per-chunk code
+  (:mod:`feast_parity.plugin.spark_partition`), emitting one serialized state per partition;
+* **driver**: plans, merges the partition states (counters add, fixed-edge histograms and
+  reservoirs merge) and builds and stores the same report as the local engine.
+
+PSI bins are fixed by the first 50,000 offline values of a feature in log order, as the local
+engine fixes them: a view with more sampled rows than that takes one more pass (the edge pass)
+over the cached answers, which keeps each partition's first values; the driver keeps the first
+of them all. So both engines bin alike and their PSI agree exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from feast_parity.parity.chunk import ComparisonSettings
+from feast_parity.parity.feature import EDGE_ROWS
+from feast_parity.parity.samplelog.format import KEY_PREFIX
+from feast_parity.plugin.check import ParityCheck
+from feast_parity.plugin.errors import CheckError
+from feast_parity.plugin.registry import ViewInfo
+from feast_parity.plugin.spark_partition import (
+    FILE,
+    REQUEST_TIME,
+    ROW,
+    SAMPLE,
+    SERVED_TIME,
+    STATE_SCHEMA,
+    PartitionPlan,
+    PartitionState,
+    compare_partition,
+    merged_state,
+    request_column,
+    served_column,
+)
+from feast_parity.store.engine import describe_error
+from feast_parity.store.samples import parquet_first_id
+
+PARTITION_ROWS = 500_000  # sampled rows per partition, at least one partition per core
+_SPARK_SCHEMES = {"local": "file://", "s3": "s3a://", "gcs": "gs://"}
+
+
+def spark_session(spark_conf: dict[str, str], offline_conf: dict[str, str] | None) -> Any:
+    """The Spark session of the check (Feast's Spark store reuses the active one), or
+    CheckError naming what to install."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise CheckError(
+            "--engine spark needs pyspark: pip install 'feast-parity[spark]'"
+        ) from None
+    java_home = os.environ.get("JAVA_HOME")
+    if not (java_home and os.path.exists(os.path.join(java_home, "bin", "java"))) and not (
+        shutil.which("java")
+    ):
+        raise CheckError(
+            "--engine spark needs a Java 17 runtime: install one (Debian: apt-get install "
+            "openjdk-17-jre-headless) or set JAVA_HOME"
+        )
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.conf.set("spark.sql.session.timeZone", "UTC")
+        return active
+    settings = {**(offline_conf or {}), **spark_conf}
+    if "spark.master" not in settings and "PYSPARK_GATEWAY_PORT" not in os.environ:
+        settings["spark.master"] = "local[*]"  # not under spark-submit: this machine
+    settings.setdefault("spark.ui.enabled", "false")
+    settings.setdefault("spark.ui.showConsoleProgress", "false")
+    if str(settings["spark.master"] if "spark.master" in settings else "").startswith("local"):
+        # Spark's 200 shuffle partitions are for clusters; on one machine they are overhead
+        settings.setdefault("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 2)))
+    settings["spark.sql.session.timeZone"] = "UTC"  # event times are UTC microseconds
+    builder = SparkSession.builder.appName("feast-parity check")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:
+        raise CheckError(f"cannot start Spark: {_short(exc)}") from None
+    session.sparkContext.setLogLevel("FATAL")  # failures reach the user as one line
+    return session
+
+
+class SparkParityCheck(ParityCheck):
+    """The check of :class:`ParityCheck` with the sample log, the point-in-time join and
+    the comparison on Spark; the report and the stored run are the same."""
+
+    def __init__(
+        self,
+        repo: str | Path,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        *,
+        chunk_rows: int = 50_000,
+        progress: Callable[[int, int], None] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        super().__init__(repo, since, until, chunk_rows=chunk_rows, progress=progress, now=now)
+        offline = self.store.config.offline_store
+        if getattr(offline, "type", "") != "spark":
+            raise CheckError(
+                f"--engine spark needs the Spark offline store (offline_store: type: spark); "
+                f"this repo's is {getattr(offline, 'type', '?')!r}: use --engine local"
+            )
+        if self.sample_log.parquet is None:
+            raise CheckError(
+                "--engine spark reads the Parquet sample log: set parity.sample_log "
+                "(a directory or an s3://, gs:// URI)"
+            )
+        self.spark = spark_session(
+            dict(self.config.spark_conf), dict(getattr(offline, "spark_conf", None) or {})
+        )
+        self.timings["spark_seconds"] = 0.0
+
+    def _run(self, store_results: bool) -> dict[str, Any]:
+        files = self.sample_log.parquet_files(self.since, self.until)
+        done = 0
+        for view_name in sorted(files):
+            info = self.catalog.get(view_name)
+            if info is not None and info.on_demand:
+                self._note_once(
+                    f"on-demand view {view_name} is recomputed by --engine local only; its "
+                    "samples were not compared on Spark"
+                )
+                continue
+            started = time.perf_counter()
+            try:
+                rows = self._check_view(view_name, info, files[view_name])
+            except CheckError:
+                raise
+            except Exception as exc:  # a Spark failure: nothing is stored for this window
+                raise CheckError(
+                    f"the Spark job failed on feature view {view_name}: {_short(exc)}"
+                ) from None
+            self.timings["spark_seconds"] += time.perf_counter() - started
+            done += rows
+            if self.progress:
+                self.progress(done, done)
+        return self._report(store_results)
+
+    # -- one view --
+
+    def _check_view(self, view_name: str, info: ViewInfo | None, paths: list[str]) -> int:
+        from pyspark.sql import functions as F
+
+        log = self._log_rows(paths)
+        if info is None:
+            count = log.count()
+            self.deleted_views[view_name] = count
+            return count
+        self._readable_source(info)
+        source = info.view.batch_source
+        skip = {*info.join_keys, source.timestamp_field, source.created_timestamp_column}
+        features = sorted(f for f in info.declared if f not in skip)
+        answers = self._answers(info, log, features).persist()
+        try:
+            rows = answers.count()
+            if rows == 0:
+                return 0
+            parts = max(self.spark.sparkContext.defaultParallelism, rows // PARTITION_ROWS + 1)
+            answers = answers.repartition(parts, F.col(FILE)).sortWithinPartitions(FILE, SAMPLE)
+            edges = {}
+            if rows >= EDGE_ROWS:  # the first EDGE_ROWS values of a feature fix its bins
+                edge_pass = self._pass(answers, info, features, paths, self._settings(True, {}))
+                for ref, merged in (edge_pass.features if edge_pass else {}).items():
+                    carrier = self.settings.new(ref, merged.declared)  # empty, with the bins
+                    carrier.adopt_edges(merged)
+                    edges[ref] = carrier
+            state = self._pass(answers, info, features, paths, self._settings(True, edges))
+        finally:
+            answers.unpersist()
+        if state is not None:
+            self._adopt(info, state)
+        return rows
+
+    def _settings(self, defer_edges: bool, edges: dict[str, Any]) -> ComparisonSettings:
+        base = self.settings
+        return ComparisonSettings(
+            seed=base.seed,
+            relative_tolerance=base.relative_tolerance,
+            drift_confidence=base.drift_confidence,
+            max_cohorts=base.max_cohorts,
+            redacted=base.redacted,
+            fill_values=list(base.fill_values),
+            training=dict(base.training),
+            defer_edges=defer_edges and not edges,
+            edges=edges,
+        )
+
+    def _pass(
+        self,
+        answers: Any,
+        info: ViewInfo,
+        features: list[str],
+        paths: list[str],
+        settings: ComparisonSettings,
+    ) -> PartitionState | None:
+        filesystem = self.sample_log.parquet[0]  # type: ignore[index]
+        plan = PartitionPlan(
+            view=info.name,
+            declared=dict(info.declared),
+            ttl_seconds=info.ttl_seconds,
+            features=features,
+            settings=settings,
+            filesystem=filesystem,
+            files=dict(enumerate(paths)),
+            first_ids={n: parquet_first_id(n) for n in range(len(paths))},
+            redaction={ref: key for ref, key in self.reader.redaction.items()},
+            window_us=(_micros(self.since), _micros(self.until)),
+            chunk_rows=self.chunk_rows,
+        )
+        states = answers.mapInArrow(compare_partition(plan), STATE_SCHEMA).collect()
+        return merged_state([bytes(row[0]) for row in states])
+
+    def _adopt(self, info: ViewInfo, state: PartitionState) -> None:
+        """The merged state of a view into the check's, as the local loop leaves it."""
+        self.samples += state.samples
+        self.skipped.merge(state.skipped)
+        self.views[info.name] = state.view
+        self.features.update(state.features)
+        gone = state.served - set(info.declared)
+        if gone:
+            self.missing_registry.setdefault(info.name, set()).update(gone)
+        if state.missing:
+            self.missing_offline.setdefault(info.name, set()).update(state.missing)
+            self._note_once(
+                f"the offline store returned no column for {', '.join(sorted(state.missing))} "
+                f"of {info.name}: schema divergence"
+            )
+
+    def _readable_source(self, info: ViewInfo) -> None:
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+            SparkSource,
+        )
+
+        source = info.view.batch_source
+        if not isinstance(source, SparkSource):
+            raise CheckError(
+                f"feature view {info.name}: its source is a {type(source).__name__}, which the "
+                "Spark offline store cannot read; give it a SparkSource or use --engine local"
+            )
+
+    def _log_rows(self, paths: list[str]) -> Any:
+        """The window's sampled rows of one view: keys, times, file number, row, sample id."""
+        from pyspark.sql import functions as F
+
+        filesystem = self.sample_log.parquet[0]  # type: ignore[index]
+        scheme = _SPARK_SCHEMES.get(filesystem.type_name, f"{filesystem.type_name}://")
+        frame = self.spark.read.parquet(*[scheme + p for p in paths])
+        numbers = self.spark.createDataFrame(
+            [(_relative(p), n, parquet_first_id(n)) for n, p in enumerate(paths)],
+            "__parity_rel string, " + FILE + " long, __parity_first long",
+        )
+        keys = [c for c in frame.columns if c.startswith(KEY_PREFIX)]
+        start, end = _micros(self.since), _micros(self.until)
+        request_us = F.unix_micros(F.col("request_time"))
+        rows = (
+            frame.select(
+                *[F.col(f"`{k}`") for k in keys],
+                request_us.alias("__parity_request_us"),
+                F.unix_micros(F.col("event_time")).alias("__parity_event_us"),
+                # the file's last three path parts, URI-decoded as the listing spells them
+                F.url_decode(
+                    F.regexp_extract(F.col("_metadata.file_path"), r"([^/]+/[^/]+/[^/]+)$", 1)
+                ).alias("__parity_rel"),
+                F.col("_metadata.row_index").alias(ROW),
+            )
+            .where((request_us >= start) & (request_us < end))
+            .join(F.broadcast(numbers), "__parity_rel")
+        )
+        return rows.withColumn(SAMPLE, F.col("__parity_first") + F.col(ROW))
+
+    def _answers(self, info: ViewInfo, log: Any, features: list[str]) -> Any:
+        """Per sampled row: its file, row and sample id, and the Feast answers at the request
+        time and at the served event time (``req:``/``srv:`` columns, event times in us)."""
+        from pyspark.sql import functions as F
+
+        from feast_parity.plugin.offline import ROW_ID, TIME_COLUMN, _derived_view
+
+        view = info.view
+        entity_types = {c.name: _spark_type(str(c.dtype)) for c in view.entity_columns}
+        keys = [
+            F.col(f"`{KEY_PREFIX}{k}`").cast(entity_types.get(k, "string")).alias(k)
+            for k in info.join_keys
+        ]
+        at_request = log.select(
+            *keys,
+            F.timestamp_micros(F.col("__parity_request_us")).alias(TIME_COLUMN),
+            (F.col(SAMPLE) * 2).alias(ROW_ID),
+        )
+        # at the served event time: the end of its second (online stores may drop sub-seconds)
+        served_us = F.floor(F.col("__parity_event_us") / 1_000_000) * 1_000_000 + 999_999
+        at_served = log.where(F.col("__parity_event_us").isNotNull()).select(
+            *keys,
+            F.timestamp_micros(served_us.cast("long")).alias(TIME_COLUMN),
+            (F.col(SAMPLE) * 2 + 1).alias(ROW_ID),
+        )
+        entity_df = at_request.unionByName(at_served)
+        derived, timestamp_field = _derived_view(view)
+        refs = [f"{view.name}:{f}" for f in features] + [f"{view.name}:{timestamp_field}"]
+        result, names = self._retrieve(derived, refs, entity_df)
+        sides = []
+        for side, time_name, column in (
+            (0, REQUEST_TIME, request_column),
+            (1, SERVED_TIME, served_column),
+        ):
+            sides.append(
+                result.where(F.col(ROW_ID) % 2 == side).select(
+                    (F.col(ROW_ID) / 2).cast("long").alias(SAMPLE),
+                    F.unix_micros(F.col(f"`{names[timestamp_field]}`")).alias(time_name),
+                    *[F.col(f"`{names[f]}`").alias(column(f)) for f in features if f in names],
+                )
+            )
+        base = log.select(FILE, ROW, SAMPLE)
+        return base.join(sides[0], SAMPLE, "left").join(sides[1], SAMPLE, "left")
+
+    def _retrieve(self, derived: Any, refs: list[str], entity_df: Any) -> tuple[Any, dict]:
+        """The Spark store's answers, and the column of each feature (bare or prefixed)."""
+        offline_store = self.store._get_provider().offline_store
+        error: Exception | None = None
+        for full in (False, True):
+            try:
+                job = offline_store.get_historical_features(
+                    config=self.store.config,
+                    feature_views=[derived],
+                    feature_refs=refs,
+                    entity_df=entity_df,
+                    registry=self.store.registry,
+                    project=self.store.project,
+                    full_feature_names=full,
+                )
+                result = job.to_spark_df()
+            except Exception as exc:
+                error = exc
+                continue
+            prefix = f"{derived.name}__" if full else ""
+            names = {
+                ref.split(":", 1)[1]: prefix + ref.split(":", 1)[1]
+                for ref in refs
+                if prefix + ref.split(":", 1)[1] in result.columns
+            }
+            return result, names
+        raise CheckError(
+            f"feature view {derived.name}: the Spark offline store could not read its source: "
+            f"{_short(error)}"
+        )
+
+
+def _spark_type(declared: str) -> str:
+    return {"Int64": "long", "Int32": "int", "String": "string"}.get(declared, "string")
+
+
+def _relative(path: str) -> str:
+    return "/".join(path.rstrip("/").split("/")[-3:])
+
+
+def _micros(moment: datetime) -> int:
+    return int(round(moment.timestamp() * 1e6))
+
+
+def _short(exc: BaseException | None) -> str:
+    text = describe_error(exc) if isinstance(exc, Exception) else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:300]
