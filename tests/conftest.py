@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,10 @@ import pytest
 
 from feast_parity import demo
 from tests.faults import now_hour
+
+# Spark's Python workers run this interpreter (the venv's, with pyarrow and feast-parity), not
+# whatever python3 is first on PATH: set before any Spark session starts (tests/e2e/test_spark.py)
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 POSTGRES_URL = os.environ.get(
     "FEAST_PARITY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

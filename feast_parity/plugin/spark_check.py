@@ -129,6 +129,10 @@ class SparkParityCheck(ParityCheck):
 
     def _run(self, store_results: bool) -> dict[str, Any]:
         files = self.sample_log.parquet_files(self.since, self.until)
+        if self.labeler is not None:
+            self._note_once(
+                "cohort slices are computed by --engine local only; this Spark run has none"
+            )
         done = 0
         for view_name in sorted(files):
             info = self.catalog.get(view_name)

@@ -148,7 +148,7 @@ def test_cohort_alert_and_redaction_blocks_are_validated_too() -> None:
     assert config_error({"cohorts": {"top_k": 0}}).startswith("parity.cohorts.top_k: ")
     assert config_error({"alerts": {"sigma": 0}}).startswith("parity.alerts.sigma: ")
     assert config_error({"redact": ["no_colon"]}).startswith("parity.redact: ")
-    assert config_error({"engine": "spark"}).startswith("parity.engine: unknown engine")
+    assert config_error({"engine": "dask"}).startswith("parity.engine: unknown engine")
 
 
 def test_redaction_refuses_to_start_without_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
