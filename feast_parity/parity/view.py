@@ -25,6 +25,7 @@ outcome            rule (``t_s`` served event time, ``t_r`` request time, ``t_o`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +203,7 @@ class ViewComparison:
         served: ServedRows,
         outcomes: RowOutcomes,
         offline_row_hash: np.ndarray | None = None,
-        entity_labels: list[str] | None = None,
+        entity_labels: Sequence[str] | None = None,
     ) -> None:
         """One chunk. ``offline_row_hash`` is the row hash of the offline values at the served
         event time over the same features (for rows marked ``exact``)."""

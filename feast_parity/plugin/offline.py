@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -187,39 +187,45 @@ class OfflineReader:
 
     def _retrieve(self, view: Any, refs: list[str], frame: pd.DataFrame) -> pa.Table:
         """The derived view's retrieval, columns named by feature (prefix removed)."""
+        table, full = self.retrieve_as(view, refs, frame, lambda job: job.to_arrow())
+        if full:
+            prefix = f"{view.name}__"
+            table = table.rename_columns(
+                [c[len(prefix) :] if c.startswith(prefix) else c for c in table.column_names]
+            )
+        return table
+
+    def retrieve_as(
+        self, view: Any, refs: list[str], entity_df: Any, fetch: Callable[[Any], Any]
+    ) -> tuple[Any, bool]:
+        """``fetch`` of the repo's ``get_historical_features`` job (``to_arrow()``, or
+        ``to_spark_df()`` for the Spark engine), and whether its columns carry the view's
+        prefix: learnt per view, trying bare names first."""
         known = self._full_names.get(view.name)
         modes = [known] if known is not None else [False, True]
         error: Exception | None = None
+        offline_store = self.store._get_provider().offline_store
         for full in modes:
             try:
-                table = self._run(view, refs, frame, full)
+                with contextlib.redirect_stdout(io.StringIO()):  # Feast prints its timestamp
+                    result = fetch(
+                        offline_store.get_historical_features(
+                            config=self.store.config,
+                            feature_views=[view],
+                            feature_refs=refs,
+                            entity_df=entity_df,
+                            registry=self.store.registry,
+                            project=self.store.project,
+                            full_feature_names=full,
+                        )
+                    )
             except Exception as exc:
                 error = exc
                 continue
             self._full_names[view.name] = full
-            if full:
-                prefix = f"{view.name}__"
-                table = table.rename_columns(
-                    [c[len(prefix) :] if c.startswith(prefix) else c for c in table.column_names]
-                )
-            return table
+            return result, full
         assert error is not None
         raise error
-
-    def _run(self, view: Any, refs: list[str], frame: pd.DataFrame, full: bool) -> pa.Table:
-        offline_store = self.store._get_provider().offline_store
-        sink = io.StringIO()
-        with contextlib.redirect_stdout(sink):  # Feast prints which column is the timestamp
-            job = offline_store.get_historical_features(
-                config=self.store.config,
-                feature_views=[view],
-                feature_refs=refs,
-                entity_df=frame,
-                registry=self.store.registry,
-                project=self.store.project,
-                full_feature_names=full,
-            )
-            return job.to_arrow()
 
     def batch_view(self, info: ViewInfo, served: ServedRows, features: list[str]) -> OfflineRows:
         """Offline rows at request time and at served event time for a batch or stream view."""
@@ -463,8 +469,3 @@ def arrow_type_name(arrow: pa.DataType) -> str:
     if pa.types.is_null(arrow):
         return "null"
     return str(arrow)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

@@ -22,7 +22,6 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -100,17 +99,8 @@ class SparkParityCheck(ParityCheck):
     """The check of :class:`ParityCheck` with the sample log, the point-in-time join and
     the comparison on Spark; the report and the stored run are the same."""
 
-    def __init__(
-        self,
-        repo: str | Path,
-        since: str | datetime | None = None,
-        until: str | datetime | None = None,
-        *,
-        chunk_rows: int = 50_000,
-        progress: Callable[[int, int], None] | None = None,
-        now: datetime | None = None,
-    ) -> None:
-        super().__init__(repo, since, until, chunk_rows=chunk_rows, progress=progress, now=now)
+    def __init__(self, repo: str | Path, *args: Any, **options: Any) -> None:
+        super().__init__(repo, *args, **options)
         offline = self.store.config.offline_store
         if getattr(offline, "type", "") != "spark":
             raise CheckError(
@@ -134,6 +124,7 @@ class SparkParityCheck(ParityCheck):
                 "cohort slices are computed by --engine local only; this Spark run has none"
             )
         done = 0
+        total = sum(self.sample_log.views(self.since, self.until).values()) if self.progress else 0
         for view_name in sorted(files):
             info = self.catalog.get(view_name)
             if info is not None and info.on_demand:
@@ -153,8 +144,10 @@ class SparkParityCheck(ParityCheck):
                 ) from None
             self.timings["spark_seconds"] += time.perf_counter() - started
             done += rows
-            if self.progress:
-                self.progress(done, done)
+            if self.progress:  # per view: Spark shows no row counts while a job runs
+                self.progress(done, max(done, total))
+        if self.progress:
+            self.progress(max(done, total), max(done, total))
         return self._report(store_results)
 
     # -- one view --
@@ -163,6 +156,9 @@ class SparkParityCheck(ParityCheck):
         from pyspark.sql import functions as F
 
         log = self._log_rows(paths)
+        self._count_damaged(log, paths)
+        if log is None:  # no file of the view reads: all counted as damaged
+            return 0
         if info is None:
             count = log.count()
             self.deleted_views[view_name] = count
@@ -265,7 +261,16 @@ class SparkParityCheck(ParityCheck):
 
         filesystem = self.sample_log.parquet[0]  # type: ignore[index]
         scheme = _SPARK_SCHEMES.get(filesystem.type_name, f"{filesystem.type_name}://")
-        frame = self.spark.read.parquet(*[scheme + p for p in paths])
+        # a damaged file is left out here and counted by _count_damaged, as the local reader
+        # skips and counts it; a missing one fails the run (the listing is the window's)
+        schema = _log_schema(filesystem, paths)
+        if schema is None:
+            return None
+        frame = (
+            self.spark.read.schema(schema)
+            .option("ignoreCorruptFiles", "true")
+            .parquet(*[scheme + p for p in paths])
+        )
         numbers = self.spark.createDataFrame(
             [(_relative(p), n, parquet_first_id(n)) for n, p in enumerate(paths)],
             "__parity_rel string, " + FILE + " long, __parity_first long",
@@ -289,6 +294,30 @@ class SparkParityCheck(ParityCheck):
         )
         return rows.withColumn(SAMPLE, F.col("__parity_first") + F.col(ROW))
 
+    def _count_damaged(self, log: Any, paths: list[str]) -> None:
+        """Skip and count the rows of files Spark could not read, as the local reader does:
+        a listed file without a row in the window is read here, and if it does not read, its
+        rows (from its footer, else one) are skipped with the file named."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from feast_parity.parity.samplelog import LogFormatError, NewerLogError, batch_version
+        from feast_parity.store.samples import parquet_rows
+
+        filesystem = self.sample_log.parquet[0]  # type: ignore[index]
+        seen = set() if log is None else {r[0] for r in log.select(FILE).distinct().collect()}
+        for number, path in enumerate(paths):
+            if number in seen:
+                continue
+            try:
+                batch_version(pq.read_table(path, filesystem=filesystem).schema)
+            except NewerLogError as exc:
+                raise CheckError(str(exc)) from None
+            except (LogFormatError, OSError, pa.ArrowException):
+                name = path.rsplit("/", 1)[-1]
+                for _ in range(max(parquet_rows(filesystem, path), 1)):
+                    self.skipped.add(f"damaged Parquet file {name}", parquet_first_id(number))
+
     def _answers(self, info: ViewInfo, log: Any, features: list[str]) -> Any:
         """Per sampled row: its file, row and sample id, and the Feast answers at the request
         time and at the served event time (``req:``/``srv:`` columns, event times in us)."""
@@ -299,7 +328,9 @@ class SparkParityCheck(ParityCheck):
         view = info.view
         entity_types = {c.name: _spark_type(str(c.dtype)) for c in view.entity_columns}
         keys = [
-            F.col(f"`{KEY_PREFIX}{k}`").cast(entity_types.get(k, "string")).alias(k)
+            # try_cast: a key spelled "abc" for an Int64 entity matches nothing (as locally),
+            # never fails the run (Spark 4 casts in ANSI mode)
+            F.col(f"`{KEY_PREFIX}{k}`").try_cast(entity_types.get(k, "string")).alias(k)
             for k in info.join_keys
         ]
         at_request = log.select(
@@ -335,34 +366,40 @@ class SparkParityCheck(ParityCheck):
 
     def _retrieve(self, derived: Any, refs: list[str], entity_df: Any) -> tuple[Any, dict]:
         """The Spark store's answers, and the column of each feature (bare or prefixed)."""
-        offline_store = self.store._get_provider().offline_store
-        error: Exception | None = None
-        for full in (False, True):
-            try:
-                job = offline_store.get_historical_features(
-                    config=self.store.config,
-                    feature_views=[derived],
-                    feature_refs=refs,
-                    entity_df=entity_df,
-                    registry=self.store.registry,
-                    project=self.store.project,
-                    full_feature_names=full,
-                )
-                result = job.to_spark_df()
-            except Exception as exc:
-                error = exc
-                continue
-            prefix = f"{derived.name}__" if full else ""
-            names = {
-                ref.split(":", 1)[1]: prefix + ref.split(":", 1)[1]
-                for ref in refs
-                if prefix + ref.split(":", 1)[1] in result.columns
-            }
-            return result, names
-        raise CheckError(
-            f"feature view {derived.name}: the Spark offline store could not read its source: "
-            f"{_short(error)}"
-        )
+        try:
+            result, full = self.reader.retrieve_as(
+                derived, refs, entity_df, lambda job: job.to_spark_df()
+            )
+        except Exception as exc:
+            raise CheckError(
+                f"feature view {derived.name}: the Spark offline store could not read its "
+                f"source: {_short(exc)}"
+            ) from None
+        prefix = f"{derived.name}__" if full else ""
+        features = [ref.split(":", 1)[1] for ref in refs]
+        return result, {f: prefix + f for f in features if prefix + f in result.columns}
+
+
+def _log_schema(filesystem: Any, paths: list[str]) -> Any:
+    """The Spark schema of the columns the join needs (join keys, request and event time), as
+    the first file whose footer reads has them; None when no file reads. Given, not inferred,
+    so that Spark never has to infer it from a damaged file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    for path in paths:
+        try:
+            schema = pq.read_schema(path, filesystem=filesystem)
+        except (OSError, pa.ArrowException):
+            continue
+        wanted = [
+            f
+            for f in schema
+            if f.name.startswith(KEY_PREFIX) or f.name in ("request_time", "event_time")
+        ]
+        return from_arrow_schema(pa.schema(wanted))
+    return None
 
 
 def _spark_type(declared: str) -> str:
@@ -378,6 +415,14 @@ def _micros(moment: datetime) -> int:
 
 
 def _short(exc: BaseException | None) -> str:
-    text = describe_error(exc) if isinstance(exc, Exception) else str(exc)
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return first[:300]
+    """One line about a Spark failure: for an error in a Python worker, the worker's own last
+    line (``ModuleNotFoundError: ...``), not Spark's "see the stack trace below"."""
+    if exc is None:
+        return "unknown error"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if "Traceback (most recent call last):" in lines:
+        worker = [line for line in lines if not line.startswith(("at ", "File ", "^"))]
+        for line in reversed(worker):
+            if ": " in line and line.split(":", 1)[0].replace(".", "").isidentifier():
+                return line[:300]
+    return describe_error(exc)[:300]

@@ -26,7 +26,7 @@ from feast_parity.parity.chunk import ComparisonSettings, EntityLabels, compare_
 from feast_parity.parity.columns import canonical_column
 from feast_parity.parity.feature import FeatureComparison
 from feast_parity.parity.lag_series import LagSeries
-from feast_parity.parity.samplelog import LogFormatError, decode_batch
+from feast_parity.parity.samplelog import LogFormatError, NewerLogError, decode_batch
 from feast_parity.parity.samplelog.v2 import Skipped
 from feast_parity.parity.served import NO_TIME, ServedRows
 from feast_parity.parity.view import OfflineRows, ViewComparison, classify
@@ -152,10 +152,14 @@ class _Partition:
             rows = decode_batch(
                 logs[0] if len(logs) == 1 else pa.concat_tables(logs), _ids(answers)
             )
+        except NewerLogError:
+            raise  # a newer feast-parity wrote it: the run fails, naming the version
         except LogFormatError:
             for table, part in pending:
                 try:
                     self._compare(decode_batch(table, _ids(part)), part)
+                except NewerLogError:
+                    raise
                 except LogFormatError:
                     for sample in _ids(part).tolist():
                         self.state.skipped.add("damaged v3 batch", sample)

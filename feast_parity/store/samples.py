@@ -97,7 +97,7 @@ class SampleLog:
                 out[str(view)] = out.get(str(view), 0) + int(count or 0)
         for view, files in self._parquet_files(since, until).items():
             filesystem = self.parquet[0]  # type: ignore[index]
-            rows = sum([_parquet_rows(filesystem, f) for f in files])
+            rows = sum([parquet_rows(filesystem, f) for f in files])
             out[view] = out.get(view, 0) + rows
         return out
 
@@ -285,7 +285,7 @@ class SampleLog:
                 raise
             except (LogFormatError, OSError, pa.ArrowException):
                 # rows where the file's footer still says how many, else the file counts one
-                rows = max(_parquet_rows(filesystem, path), 1)
+                rows = max(parquet_rows(filesystem, path), 1)
                 return _Part(None, first_id, rows, f"damaged Parquet file {os.path.basename(path)}")
 
         parts = _prefetch(read, list(enumerate(files)))
@@ -402,7 +402,8 @@ def _decoded_chunks(
         yield (concat_rows(decoded) if decoded else None), skipped
 
 
-def _parquet_rows(filesystem: Any, path: str) -> int:
+def parquet_rows(filesystem: Any, path: str) -> int:
+    """Rows a Parquet file's footer counts (0 when even the footer does not read)."""
     import pyarrow.parquet as pq
 
     try:

@@ -176,27 +176,51 @@ def test_a_source_spark_cannot_read_names_the_view(
     assert "video_stats" in err
 
 
-def test_a_spark_failure_mid_run_exits_2_and_stores_nothing(
-    spark_repo: Path, capsys: pytest.CaptureFixture[str]
+def test_a_damaged_log_file_is_skipped_and_counted_as_by_the_local_engine(
+    spark_repo: Path,
 ) -> None:
-    from feast_parity.plugin.session import load_store, open_engine
-    from feast_parity.store.runs import load_runs
-
-    log_file = sorted((spark_repo / "data" / "parity_samples").rglob("*.parquet"))[-1]
+    log_file = sorted((spark_repo / "data" / "parity_samples").rglob("*.parquet"))[0]
     backup = log_file.with_suffix(".keep")
     shutil.copy(log_file, backup)
-    store, config = load_store(spark_repo)
-    before = len(load_runs(open_engine(store, config), store.project))
     try:
-        log_file.write_bytes(b"PAR1" + b"\0" * 64 + b"PAR1")  # unreadable after listing
-        err = one_line_error(["check", "--repo", str(spark_repo), "--engine", "spark"], capsys)
+        log_file.write_bytes(b"PAR1" + b"\0" * 64 + b"PAR1")  # unreadable, footer and all
+        damaged = {
+            engine: run_check(spark_repo, store_results=False, engine=engine)
+            for engine in ("local", "spark")
+        }
     finally:
         shutil.move(backup, log_file)
-    assert "Spark job failed" in err
-    assert len(load_runs(open_engine(store, config), store.project)) == before
+    local, spark = damaged["local"], damaged["spark"]
+    assert local["skipped_rows"]["rows"] >= 1
+    assert spark["skipped_rows"] == local["skipped_rows"]
+    assert any(log_file.name in reason for reason in spark["skipped_rows"]["reasons"])
+    assert spark["samples"] == local["samples"] > 0
+    assert {f["feature"]: f["compared"] for f in spark["features"]} == {
+        f["feature"]: f["compared"] for f in local["features"] if f["feature"] in by_feature(spark)
+    }
 
 
 def test_spark_engine_refuses_a_repo_without_the_spark_store(build_repo: Any) -> None:
     repo = build_repo(parity_extra={"sample_log": "data/parity_samples"})
     with pytest.raises(CheckError, match="offline_store: type: spark"):
         run_check(repo, store_results=False, engine="spark")
+
+
+def test_a_spark_failure_mid_run_is_one_error_and_stores_nothing(spark_repo: Path) -> None:
+    """The cluster goes away after the first view (its SparkContext stops): the check raises
+    its one-line error (exit 2) naming the view it was on, and stores no run. Last in the
+    module: it stops the shared session (a later one starts a new one)."""
+    from feast_parity.plugin.check import open_check
+    from feast_parity.plugin.session import load_store, open_engine
+    from feast_parity.store.runs import load_runs
+
+    store, config = load_store(spark_repo)
+    before = len(load_runs(open_engine(store, config), store.project))
+
+    def lose_the_cluster(done: int, total: int) -> None:
+        check.spark.stop()
+
+    check = open_check(spark_repo, engine="spark", progress=lose_the_cluster)
+    with pytest.raises(CheckError, match="Spark job failed on feature view video_stats"):
+        check.run()
+    assert len(load_runs(open_engine(store, config), store.project)) == before
