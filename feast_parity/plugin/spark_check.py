@@ -167,28 +167,37 @@ class SparkParityCheck(ParityCheck):
         source = info.view.batch_source
         skip = {*info.join_keys, source.timestamp_field, source.created_timestamp_column}
         features = sorted(f for f in info.declared if f not in skip)
-        answers = self._answers(info, log, features).persist()
+        rows = log.count()
+        if rows == 0:
+            return 0
+        parts = max(self.spark.sparkContext.defaultParallelism, rows // PARTITION_ROWS + 1)
+        answers = (
+            self._answers(info, log, features)
+            .repartition(parts, F.col(FILE))
+            .sortWithinPartitions(FILE, SAMPLE)
+        )
+        two_passes = rows >= EDGE_ROWS  # then the first EDGE_ROWS values fix a feature's bins
+        if two_passes:
+            answers = answers.persist()  # the join and its shuffle run once for both passes
         try:
-            rows = answers.count()
-            if rows == 0:
-                return 0
-            parts = max(self.spark.sparkContext.defaultParallelism, rows // PARTITION_ROWS + 1)
-            answers = answers.repartition(parts, F.col(FILE)).sortWithinPartitions(FILE, SAMPLE)
             edges = {}
-            if rows >= EDGE_ROWS:  # the first EDGE_ROWS values of a feature fix its bins
-                edge_pass = self._pass(answers, info, features, paths, self._settings(True, {}))
+            if two_passes:
+                edge_pass = self._pass(answers, info, features, paths, self._settings({}))
                 for ref, merged in (edge_pass.features if edge_pass else {}).items():
                     carrier = self.settings.new(ref, merged.declared)  # empty, with the bins
                     carrier.adopt_edges(merged)
                     edges[ref] = carrier
-            state = self._pass(answers, info, features, paths, self._settings(True, edges))
+            state = self._pass(answers, info, features, paths, self._settings(edges))
         finally:
-            answers.unpersist()
+            if two_passes:
+                answers.unpersist()
         if state is not None:
             self._adopt(info, state)
         return rows
 
-    def _settings(self, defer_edges: bool, edges: dict[str, Any]) -> ComparisonSettings:
+    def _settings(self, edges: dict[str, Any]) -> ComparisonSettings:
+        """Partition settings: with the edge pass's bins, or (none yet) buffering the first
+        values for the driver to fix them."""
         base = self.settings
         return ComparisonSettings(
             seed=base.seed,
@@ -198,7 +207,7 @@ class SparkParityCheck(ParityCheck):
             redacted=base.redacted,
             fill_values=list(base.fill_values),
             training=dict(base.training),
-            defer_edges=defer_edges and not edges,
+            defer_edges=not edges,
             edges=edges,
         )
 
@@ -219,7 +228,6 @@ class SparkParityCheck(ParityCheck):
             settings=settings,
             filesystem=filesystem,
             files=dict(enumerate(paths)),
-            first_ids={n: parquet_first_id(n) for n in range(len(paths))},
             redaction={ref: key for ref, key in self.reader.redaction.items()},
             window_us=(_micros(self.since), _micros(self.until)),
             chunk_rows=self.chunk_rows,
@@ -261,8 +269,8 @@ class SparkParityCheck(ParityCheck):
 
         filesystem = self.sample_log.parquet[0]  # type: ignore[index]
         scheme = _SPARK_SCHEMES.get(filesystem.type_name, f"{filesystem.type_name}://")
-        # a damaged file is left out here and counted by _count_damaged, as the local reader
-        # skips and counts it; a missing one fails the run (the listing is the window's)
+        # a damaged or vanished file is left out here and counted by _count_damaged, as the
+        # local reader skips and counts it
         schema = _log_schema(filesystem, paths)
         if schema is None:
             return None

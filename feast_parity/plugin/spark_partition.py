@@ -58,7 +58,6 @@ class PartitionPlan:
     settings: ComparisonSettings
     filesystem: Any  # pyarrow filesystem of the sample log
     files: dict[int, str]  # file number -> path on that filesystem
-    first_ids: dict[int, int]  # file number -> sample id of its first row
     redaction: dict[str, bytes]  # "view:feature" -> HMAC key
     window_us: tuple[int, int]
     chunk_rows: int = 50_000
@@ -170,7 +169,7 @@ class _Partition:
         plan = self.plan
         self.state.samples += len(rows)
         self.state.served.update(rows.features)
-        offline = offline_rows(answers, plan, sorted(set(rows.features) & set(plan.declared)))
+        offline = offline_rows(answers, plan, sorted(set(rows.features) & set(plan.features)))
         self.state.missing |= offline.missing
         outcomes = classify(rows, offline, plan.ttl_seconds)
         compare_chunk(
