@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: install demo test test-unit lint bench bench-serve bench-check bench-check-10m bench-log bench-deps clean
+.PHONY: install demo test test-unit lint bench bench-serve bench-check bench-check-10m bench-spark bench-log bench-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-check: bench-deps
 
 bench-check-10m: bench-deps
 	$(PY) benchmarks/check_throughput.py --rows 100000 1000000 10000000 --out docs/performance.md
+
+bench-spark: install
+	$(PY) benchmarks/check_spark.py --rows 1000000 10000000 --out docs/performance.md
 
 bench-log: install
 	$(PY) benchmarks/log_size.py --out docs/performance.md

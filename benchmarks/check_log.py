@@ -118,7 +118,7 @@ def _offline(repo: Repo) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     data = repo.path / "data"
     users = pd.read_parquet(data / "user_engagement.parquet")
     videos = pd.read_parquet(data / "video_stats.parquet")
-    stamps_us = np.unique(pd.DatetimeIndex(users["event_timestamp"]).asi8 // 1000)
+    stamps_us = np.unique(pd.DatetimeIndex(users["event_timestamp"]).as_unit("us").asi8)
     return users, videos, stamps_us
 
 
