@@ -179,6 +179,10 @@ class OfflineReader:
         self.redaction = dict(redaction or {})  # "view:feature" -> HMAC key
         kind = getattr(store.config.offline_store, "type", "")
         self.local = join == "local" or (join == "auto" and kind in LOCAL_STORES)
+        if kind == "spark":
+            from feast_parity.plugin.spark_check import quiet_query_errors
+
+            quiet_query_errors()
         self.pulled: dict[str, PulledRows | None] = {}
         # Whether a view's retrieval needs prefixed column names: SQL stores select the
         # timestamp column twice (as itself and as our feature) and need the prefix to tell

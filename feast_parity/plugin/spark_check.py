@@ -38,6 +38,7 @@ from feast_parity.plugin.spark_partition import (
     ROW,
     SAMPLE,
     SERVED_TIME,
+    SIDE,
     STATE_SCHEMA,
     PartitionPlan,
     PartitionState,
@@ -51,6 +52,17 @@ from feast_parity.store.samples import parquet_first_id
 
 PARTITION_ROWS = 500_000  # sampled rows per partition, at least one partition per core
 _SPARK_SCHEMES = {"local": "file://", "s3": "s3a://", "gcs": "gs://"}
+
+
+def quiet_query_errors() -> None:
+    """Silence PySpark's JSON log of every failed query's analysis (Feast's Spark store fails
+    one by design when the check tries bare feature names first); errors still raise."""
+    import logging
+
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def spark_session(spark_conf: dict[str, str], offline_conf: dict[str, str] | None) -> Any:
@@ -71,6 +83,7 @@ def spark_session(spark_conf: dict[str, str], offline_conf: dict[str, str] | Non
             "openjdk-17-jre-headless) or set JAVA_HOME"
         )
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    quiet_query_errors()
     active = SparkSession.getActiveSession()
     if active is not None:
         active.conf.set("spark.sql.session.timeZone", "UTC")
@@ -153,29 +166,32 @@ class SparkParityCheck(ParityCheck):
     # -- one view --
 
     def _check_view(self, view_name: str, info: ViewInfo | None, paths: list[str]) -> int:
-        from pyspark.sql import functions as F
-
         log = self._log_rows(paths)
-        self._count_damaged(log, paths)
         if log is None:  # no file of the view reads: all counted as damaged
+            self._count_damaged(set(), paths)
             return 0
+        log = log.persist()  # read once: counted, asked of Feast (which scans it thrice), joined
+        try:
+            return self._check_rows(view_name, info, paths, log)
+        finally:
+            log.unpersist()
+
+    def _check_rows(self, view_name: str, info: ViewInfo | None, paths: list[str], log: Any) -> int:
+
+        per_file = dict(log.groupBy(FILE).count().collect())
+        self._count_damaged(set(per_file), paths)
+        rows = int(sum(per_file.values()))
         if info is None:
-            count = log.count()
-            self.deleted_views[view_name] = count
-            return count
+            self.deleted_views[view_name] = rows
+            return rows
+        if rows == 0:
+            return 0
         self._readable_source(info)
         source = info.view.batch_source
         skip = {*info.join_keys, source.timestamp_field, source.created_timestamp_column}
         features = sorted(f for f in info.declared if f not in skip)
-        rows = log.count()
-        if rows == 0:
-            return 0
         parts = max(self.spark.sparkContext.defaultParallelism, rows // PARTITION_ROWS + 1)
-        answers = (
-            self._answers(info, log, features)
-            .repartition(parts, F.col(FILE))
-            .sortWithinPartitions(FILE, SAMPLE)
-        )
+        answers = self._answers(info, log, features, parts)
         two_passes = rows >= EDGE_ROWS  # then the first EDGE_ROWS values fix a feature's bins
         if two_passes:
             answers = answers.persist()  # the join and its shuffle run once for both passes
@@ -302,7 +318,7 @@ class SparkParityCheck(ParityCheck):
         )
         return rows.withColumn(SAMPLE, F.col("__parity_first") + F.col(ROW))
 
-    def _count_damaged(self, log: Any, paths: list[str]) -> None:
+    def _count_damaged(self, seen: set[int], paths: list[str]) -> None:
         """Skip and count the rows of files Spark could not read, as the local reader does:
         a listed file without a row in the window is read here, and if it does not read, its
         rows (from its footer, else one) are skipped with the file named."""
@@ -313,7 +329,6 @@ class SparkParityCheck(ParityCheck):
         from feast_parity.store.samples import parquet_rows
 
         filesystem = self.sample_log.parquet[0]  # type: ignore[index]
-        seen = set() if log is None else {r[0] for r in log.select(FILE).distinct().collect()}
         for number, path in enumerate(paths):
             if number in seen:
                 continue
@@ -326,12 +341,18 @@ class SparkParityCheck(ParityCheck):
                 for _ in range(max(parquet_rows(filesystem, path), 1)):
                     self.skipped.add(f"damaged Parquet file {name}", parquet_first_id(number))
 
-    def _answers(self, info: ViewInfo, log: Any, features: list[str]) -> Any:
+    def _answers(self, info: ViewInfo, log: Any, features: list[str], parts: int) -> Any:
         """Per sampled row: its file, row and sample id, and the Feast answers at the request
-        time and at the served event time (``req:``/``srv:`` columns, event times in us)."""
+        time and at the served event time (``req:``/``srv:`` columns, event times in us), in
+        ``parts`` partitions by file, sorted by sample id.
+
+        One entity dataframe holds both times of every row (a side column tells them apart;
+        Feast keeps extra entity columns), and its answers are folded back into one row per
+        sample by a grouping on the file's partitioning: Feast's query runs once, with no
+        join back to the log."""
         from pyspark.sql import functions as F
 
-        from feast_parity.plugin.offline import ROW_ID, TIME_COLUMN, _derived_view
+        from feast_parity.plugin.offline import TIME_COLUMN, _derived_view
 
         view = info.view
         entity_types = {c.name: _spark_type(str(c.dtype)) for c in view.entity_columns}
@@ -341,36 +362,41 @@ class SparkParityCheck(ParityCheck):
             F.col(f"`{KEY_PREFIX}{k}`").try_cast(entity_types.get(k, "string")).alias(k)
             for k in info.join_keys
         ]
+        carried = [F.col(FILE), F.col(ROW), F.col(SAMPLE)]
         at_request = log.select(
             *keys,
+            *carried,
             F.timestamp_micros(F.col("__parity_request_us")).alias(TIME_COLUMN),
-            (F.col(SAMPLE) * 2).alias(ROW_ID),
+            F.lit(0).alias(SIDE),
         )
         # at the served event time: the end of its second (online stores may drop sub-seconds)
         served_us = F.floor(F.col("__parity_event_us") / 1_000_000) * 1_000_000 + 999_999
         at_served = log.where(F.col("__parity_event_us").isNotNull()).select(
             *keys,
+            *carried,
             F.timestamp_micros(served_us.cast("long")).alias(TIME_COLUMN),
-            (F.col(SAMPLE) * 2 + 1).alias(ROW_ID),
+            F.lit(1).alias(SIDE),
         )
-        entity_df = at_request.unionByName(at_served)
         derived, timestamp_field = _derived_view(view)
         refs = [f"{view.name}:{f}" for f in features] + [f"{view.name}:{timestamp_field}"]
-        result, names = self._retrieve(derived, refs, entity_df)
-        sides = []
-        for side, time_name, column in (
-            (0, REQUEST_TIME, request_column),
-            (1, SERVED_TIME, served_column),
-        ):
-            sides.append(
-                result.where(F.col(ROW_ID) % 2 == side).select(
-                    (F.col(ROW_ID) / 2).cast("long").alias(SAMPLE),
-                    F.unix_micros(F.col(f"`{names[timestamp_field]}`")).alias(time_name),
-                    *[F.col(f"`{names[f]}`").alias(column(f)) for f in features if f in names],
-                )
-            )
-        base = log.select(FILE, ROW, SAMPLE)
-        return base.join(sides[0], SAMPLE, "left").join(sides[1], SAMPLE, "left")
+        result, names = self._retrieve(derived, refs, at_request.unionByName(at_served))
+
+        def side(number: int, name: str, value: Any) -> Any:
+            return F.first(F.when(F.col(SIDE) == number, value), ignorenulls=True).alias(name)
+
+        stamp = F.unix_micros(F.col(f"`{names[timestamp_field]}`"))
+        folded = [side(0, REQUEST_TIME, stamp), side(1, SERVED_TIME, stamp)]
+        for feature in features:
+            if feature in names:
+                value = F.col(f"`{names[feature]}`")
+                folded += [side(0, request_column(feature), value)]
+                folded += [side(1, served_column(feature), value)]
+        return (
+            result.repartition(parts, F.col(FILE))
+            .groupBy(FILE, ROW, SAMPLE)
+            .agg(*folded)
+            .sortWithinPartitions(FILE, SAMPLE)
+        )
 
     def _retrieve(self, derived: Any, refs: list[str], entity_df: Any) -> tuple[Any, dict]:
         """The Spark store's answers, and the column of each feature (bare or prefixed)."""

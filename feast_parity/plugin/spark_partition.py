@@ -36,6 +36,7 @@ ROW = "__parity_file_row"  # the row's place in its file
 SAMPLE = "__parity_sample"  # its sample id (parquet_first_id(file) + row)
 REQUEST_TIME = "__parity_req_time"  # int64 us: offline event time at the request time
 SERVED_TIME = "__parity_srv_time"  # int64 us: offline event time at the served event time
+SIDE = "__parity_side"  # in the entity dataframe: 0 at the request time, 1 at the served time
 STATE_SCHEMA = "state binary"
 
 
