@@ -107,8 +107,9 @@ def _jvm_peak_mb(session: Any) -> float | None:
 def _time_passes() -> dict[str, float]:
     """Time the engine's comparison passes (``mapInArrow`` + collect) from outside it.
 
-    ``spark_seconds`` minus their time is the log read and the point-in-time join (the
-    persisted answers' ``count``), so the table can say which of the two the time goes to.
+    ``spark_seconds`` minus their time is what runs before them (the log read into Spark's
+    cache, its counts, the scans Feast makes of the entity dataframe); the point-in-time join
+    itself runs inside the first pass, whose input it is.
     """
     from feast_parity.plugin.spark_check import SparkParityCheck
 
@@ -349,12 +350,13 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
             )
     lines += [
         "",
-        "Where the Spark engine's time goes (median run): *join s* is the log read and the "
-        "point-in-time join of both views through Feast's Spark store (the persisted answers' "
-        "`count`: `spark_seconds` minus the passes), *passes s* the `mapInArrow` comparison "
-        "passes (and their `collect`; a view of 50,000 rows or more takes two: the edge pass "
-        "that fixes the PSI bins, then the comparison), *driver s* the rest of `run_check` "
-        "(repo load, planning, merging the states, the report):",
+        "Where the Spark engine's time goes (median run): *join s* is what runs before the "
+        "passes (`spark_seconds` minus the passes: the log read into Spark's cache, its counts "
+        "per file, the scans Feast makes of the entity dataframe), *passes s* the `mapInArrow` "
+        "comparison passes with their `collect`, the first of which also runs Feast's "
+        "point-in-time join, its input (a view of 50,000 rows or more takes two: the edge pass "
+        "that fixes the PSI bins, then the comparison over the cached answers), *driver s* the "
+        "rest of `run_check` (repo load, planning, merging the states, the report):",
         "",
         "| log rows | join s | passes s (count) | driver s | Spark jobs s | "
         "log rows/s per core (jobs) |",
