@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_log  # noqa: E402
 from common import (  # noqa: E402
-    command_line,
     fmt,
-    load_average,
     machine_info,
     machine_lines,
+    measured_run,
     peak_rss_mb,
     replace_section,
     run_worker,
@@ -512,26 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rows = [30_000]
         args.users, args.videos = 10_000, 2_000
     os.environ["PYSPARK_PYTHON"] = sys.executable  # the workers inherit it
-    started = time.perf_counter()
-    load_before = load_average()
-    temp = None
-    if args.work is None:
-        temp = tempfile.mkdtemp(prefix="bench-spark-")
-        work = Path(temp)
-    else:
-        work = args.work
-        work.mkdir(parents=True, exist_ok=True)
-    try:
-        results = measure(args, work)
-    finally:
-        if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
-    meta = {
-        "command": command_line(),
-        "wall": time.perf_counter() - started,
-        "load_before": load_before,
-        "load_after": load_average(),
-    }
+    results, meta = measured_run(lambda work: measure(args, work), args.work, "bench-spark-")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "meta": meta}, indent=1, default=str))
     body = render(results, args, meta)

@@ -31,7 +31,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_log  # noqa: E402
 from common import (  # noqa: E402
-    command_line,
     fmt,
-    load_average,
     machine_info,
     machine_lines,
+    measured_run,
     peak_rss_mb,
     replace_section,
     run_worker,
@@ -470,26 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rows = [30_000]
         args.users, args.videos = 10_000, 2_000
-    started = time.perf_counter()
-    load_before = load_average()
-    temp = None
-    if args.work is None:
-        temp = tempfile.mkdtemp(prefix="bench-check-")
-        work = Path(temp)
-    else:
-        work = args.work
-        work.mkdir(parents=True, exist_ok=True)
-    try:
-        results = measure(args, work)
-    finally:
-        if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
-    meta = {
-        "command": command_line(),
-        "wall": time.perf_counter() - started,
-        "load_before": load_before,
-        "load_after": load_average(),
-    }
+    results, meta = measured_run(lambda work: measure(args, work), args.work, "bench-check-")
     if args.json:
         args.json.write_text(json.dumps({"results": results, "meta": meta}, indent=1))
     body = render(results, args, meta)

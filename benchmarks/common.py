@@ -12,9 +12,12 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -295,3 +298,28 @@ def command_line() -> str:
     import shlex
 
     return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+
+
+def measured_run(
+    measure: Callable[[Path], dict[str, Any]], work: Path | None, prefix: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``measure(work_dir)`` and the run's meta (command, wall seconds, load before and after);
+    ``work`` keeps the data, else a temporary directory is removed afterwards."""
+    started = time.perf_counter()
+    load_before = load_average()
+    temp = None if work is not None else tempfile.mkdtemp(prefix=prefix)
+    directory = Path(temp) if temp is not None else work
+    assert directory is not None
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        results = measure(directory)
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+    meta = {
+        "command": command_line(),
+        "wall": time.perf_counter() - started,
+        "load_before": load_before,
+        "load_after": load_average(),
+    }
+    return results, meta
