@@ -69,9 +69,11 @@ class ParityCheck:
         chunk_rows: int = 50_000,
         progress: Callable[[int, int], None] | None = None,
         now: datetime | None = None,
+        loaded: tuple[Any, Any] | None = None,
     ) -> None:
         self.repo = Path(repo)
-        self.store, self.config = load_store(self.repo)
+        # (FeatureStore, ParityConfig) when the caller has loaded them (open_check)
+        self.store, self.config = loaded or load_store(self.repo)
         self.now = now or datetime.now(timezone.utc)
         self.until = parse_time(until, "--until") or self.now
         self.since = parse_time(since, "--since") or (self.until - DEFAULT_WINDOW)
@@ -567,11 +569,10 @@ def open_check(
     """The check of a repo on its engine: ``engine``, else the repo's ``parity.engine``."""
     if engine not in (None, "local", "spark"):
         raise CheckError(f"--engine: unknown engine {engine!r}; use local or spark")
-    if engine is None:
-        _, config = load_store(Path(repo))
-        engine = config.engine
+    loaded = load_store(Path(repo))  # once: it says the engine, and the check reuses it
+    engine = engine or loaded[1].engine
     if engine == "spark":
         from feast_parity.plugin.spark_check import SparkParityCheck
 
-        return SparkParityCheck(repo, since, until, **options)
-    return ParityCheck(repo, since, until, **options)
+        return SparkParityCheck(repo, since, until, loaded=loaded, **options)
+    return ParityCheck(repo, since, until, loaded=loaded, **options)
