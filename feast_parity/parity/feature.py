@@ -14,7 +14,7 @@ Row rules (docs/checks.md):
 - ``silent_default``: offline has a real value at request time, and online is null, NOT_FOUND or
   a fill value (:mod:`feast_parity.parity.fills`).
 - drift: served vs offline-at-request values of the same *current* rows (not stale, expired or
-  only online), binned on edges fixed by the first :data:`EDGE_ROWS` offline values.
+  only online), binned on edges fixed by the first offline values (:mod:`parity.edges`).
 """
 
 from __future__ import annotations
@@ -24,22 +24,21 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import numpy as np
-import pyarrow as pa
 
 from feast_parity.parity.canonical import Other
 from feast_parity.parity.cohorts import CohortSlices
 from feast_parity.parity.columns import CanonicalColumn
+from feast_parity.parity.edges import EdgeBuffer
 from feast_parity.parity.fills import FillTallies
 from feast_parity.parity.magnitude import SkewMagnitude
 from feast_parity.parity.reservoir import Reservoir
 from feast_parity.parity.served import FIELD_STATUS_PRESENT, ServedFeature
-from feast_parity.parity.sketches import CategoricalHistogram, NumericHistogram, quantile_edges
+from feast_parity.parity.sketches import CategoricalHistogram, NumericHistogram
 from feast_parity.parity.stats import ks_2samp, psi, psi_critical_value
 from feast_parity.parity.view import RowOutcomes
 
 NUMERIC_TYPES = frozenset({"Int32", "Int64", "Float32", "Float64"})
 CATEGORICAL_TYPES = frozenset({"String", "Bool"})
-EDGE_ROWS = 50_000  # offline values that fix a feature's PSI bins (quantiles, categories)
 EXAMPLES = 5
 ONLINE_TYPE_NAMES = {
     "int32_val": "int32",
@@ -130,11 +129,8 @@ class FeatureComparison:
     training_online_hist: NumericHistogram | CategoricalHistogram | None = None
     max_cohorts: int = 50
     cohorts: CohortSlices | None = None
-    # buffered (online, offline, online order, offline order) values until the edges are fixed
-    _edge_buffer: list[tuple[Any, Any, Any, Any]] = field(default_factory=list, repr=False)
-    _edge_buffer_rows: int = 0
-    # a partition of a distributed check: keep buffering (the first EDGE_ROWS offline values of
-    # this partition) and never fix edges alone; the driver fixes them from all partitions
+    _edges: EdgeBuffer = field(default_factory=EdgeBuffer, repr=False)  # until bins are fixed
+    # a partition of a distributed check: keep its first values, the driver fixes the bins
     defer_edges: bool = False
 
     def __post_init__(self) -> None:
@@ -368,38 +364,20 @@ class FeatureComparison:
             self.online_hist.update(on)  # type: ignore[union-attr]
             self.offline_hist.update(off)
             return
-        # Bins come from the first EDGE_ROWS offline values in log order, whatever the chunk
-        # size or partitioning: buffer until then, so a report never depends on how the log
-        # was split.
-        if self.defer_edges and self._edge_buffer_rows >= EDGE_ROWS:
+        # bins: the first EDGE_ROWS offline values in log order (parity/edges.py)
+        if self.defer_edges and self._edges.full:
             return  # a partition's first EDGE_ROWS are kept; later ones cannot be the first
-        self._edge_buffer.append((on, off, row_order[on_rows], row_order[off_rows]))
-        self._edge_buffer_rows += len(off)
-        if self._edge_buffer_rows >= EDGE_ROWS and not self.defer_edges:
+        self._edges.add(on, off, row_order[on_rows], row_order[off_rows])
+        if self._edges.full and not self.defer_edges:
             self._finish_edges()
 
     def _finish_edges(self) -> None:
-        if self.offline_hist is not None or not self._edge_buffer:
+        if self.offline_hist is not None or not self._edges.parts:
             return
-        buffered, self._edge_buffer, self._edge_buffer_rows = self._edge_buffer, [], 0
-        on_all, off_all = _in_order(buffered, 0), _in_order(buffered, 1)
-        if self.kind == "numeric":
-            first = off_all[:EDGE_ROWS].astype(np.float64)
-            finite = first[np.isfinite(first)]
-            if finite.size == 0:
-                finite = on_all[np.isfinite(on_all.astype(np.float64))].astype(np.float64)
-            if finite.size == 0:
-                return
-            edges = quantile_edges(finite, bins=self.bins)
-            self.offline_hist = NumericHistogram(edges)
-            self.online_hist = NumericHistogram(edges)
-        else:
-            learner = CategoricalHistogram(None)
-            learner.update(pa.array(off_all[:EDGE_ROWS], pa.string()))
-            self.online_hist = CategoricalHistogram(learner.categories or [])
-            self.offline_hist = self.online_hist.empty_like()
-        self.online_hist.update(on_all)
-        self.offline_hist.update(off_all)
+        buffered, self._edges = self._edges, EdgeBuffer()
+        fixed = buffered.histograms(self.kind == "numeric", self.bins)
+        if fixed is not None:
+            self.online_hist, self.offline_hist = fixed
 
     def adopt_edges(self, merged: FeatureComparison) -> None:
         """Bin as ``merged`` (the edge pass of all partitions, merged) fixes it: its first
@@ -444,8 +422,7 @@ class FeatureComparison:
                 self.cohorts = other.cohorts
             else:
                 self.cohorts.merge(other.cohorts)
-        self._edge_buffer.extend(other._edge_buffer)
-        self._edge_buffer_rows += other._edge_buffer_rows
+        self._edges.merge(other._edges)
 
     def _update_cohorts(self, labels: Mapping[str, np.ndarray], **rows: Any) -> None:
         if self.cohorts is None:
@@ -582,16 +559,6 @@ _COUNTERS = (
     "null_defaults_not_found",
     "offline_unfit",
 )
-
-
-def _in_order(buffered: list[tuple[Any, Any, Any, Any]], side: int) -> np.ndarray:
-    """One side (0 online, 1 offline) of an edge buffer, sorted by log order (stable: a
-    buffer filled in order stays as it is)."""
-    if not buffered:
-        return np.zeros(0)
-    values = np.concatenate([np.asarray(entry[side]) for entry in buffered])
-    order = np.concatenate([np.asarray(entry[side + 2], dtype=np.int64) for entry in buffered])
-    return values[np.argsort(order, kind="stable")]
 
 
 def _labels(feature: ServedFeature, rows: np.ndarray, online: bool) -> np.ndarray:

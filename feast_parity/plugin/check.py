@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -297,7 +297,7 @@ class ParityCheck:
             )
         else:
             outcomes = classify(rows, offline, info.ttl_seconds)
-        entity_labels = _entity_labels(rows, info)
+        entity_labels = EntityLabels(rows)
         view = self.views.get(view_name)
         if view is None:
             view = self.views[view_name] = ViewComparison(
@@ -515,10 +515,6 @@ class ParityCheck:
 
 def _or_none(mask: np.ndarray | None, n: int) -> np.ndarray:
     return np.zeros(n, dtype=bool) if mask is None else mask
-
-
-def _entity_labels(rows: ServedRows, info: ViewInfo) -> Sequence[str]:
-    return EntityLabels(rows)
 
 
 def progress_bar() -> Callable[[int, int], None]:

@@ -22,12 +22,13 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from feast_parity.parity.chunk import ComparisonSettings
-from feast_parity.parity.feature import EDGE_ROWS
+from feast_parity.parity.edges import EDGE_ROWS
 from feast_parity.parity.samplelog.format import KEY_PREFIX
 from feast_parity.plugin.check import ParityCheck
 from feast_parity.plugin.errors import CheckError
@@ -93,7 +94,7 @@ def spark_session(spark_conf: dict[str, str], offline_conf: dict[str, str] | Non
         settings["spark.master"] = "local[*]"  # not under spark-submit: this machine
     settings.setdefault("spark.ui.enabled", "false")
     settings.setdefault("spark.ui.showConsoleProgress", "false")
-    if str(settings["spark.master"] if "spark.master" in settings else "").startswith("local"):
+    if str(settings.get("spark.master", "")).startswith("local"):
         # Spark's 200 shuffle partitions are for clusters; on one machine they are overhead
         settings.setdefault("spark.sql.shuffle.partitions", str(2 * (os.cpu_count() or 2)))
     settings["spark.sql.session.timeZone"] = "UTC"  # event times are UTC microseconds
@@ -214,18 +215,7 @@ class SparkParityCheck(ParityCheck):
     def _settings(self, edges: dict[str, Any]) -> ComparisonSettings:
         """Partition settings: with the edge pass's bins, or (none yet) buffering the first
         values for the driver to fix them."""
-        base = self.settings
-        return ComparisonSettings(
-            seed=base.seed,
-            relative_tolerance=base.relative_tolerance,
-            drift_confidence=base.drift_confidence,
-            max_cohorts=base.max_cohorts,
-            redacted=base.redacted,
-            fill_values=list(base.fill_values),
-            training=dict(base.training),
-            defer_edges=not edges,
-            edges=edges,
-        )
+        return replace(self.settings, defer_edges=not edges, edges=edges)
 
     def _pass(
         self,
@@ -244,7 +234,7 @@ class SparkParityCheck(ParityCheck):
             settings=settings,
             filesystem=filesystem,
             files=dict(enumerate(paths)),
-            redaction={ref: key for ref, key in self.reader.redaction.items()},
+            redaction=dict(self.reader.redaction),
             window_us=(_micros(self.since), _micros(self.until)),
             chunk_rows=self.chunk_rows,
         )

@@ -19,7 +19,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_parity import demo
 from feast_parity.cli import main
-from feast_parity.parity.feature import EDGE_ROWS
+from feast_parity.parity.edges import EDGE_ROWS
 from feast_parity.plugin.check import run_check
 from feast_parity.plugin.errors import CheckError
 from tests.faults import fails, latest_rows, now_hour, serve_refs, stall_video_stats, write_online

@@ -20,7 +20,8 @@ import pytest
 import scipy.stats
 
 from feast_parity.parity.columns import canonical_column, row_hashes
-from feast_parity.parity.feature import EDGE_ROWS, FeatureComparison
+from feast_parity.parity.edges import EDGE_ROWS
+from feast_parity.parity.feature import FeatureComparison
 from feast_parity.parity.fills import TALLY_CAP, FillTallies
 from feast_parity.parity.hashing import schema_fingerprint, value_hash
 from feast_parity.parity.magnitude import SkewMagnitude

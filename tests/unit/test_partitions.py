@@ -16,7 +16,8 @@ import pytest
 
 from feast_parity.parity.chunk import ComparisonSettings
 from feast_parity.parity.columns import canonical_column
-from feast_parity.parity.feature import EDGE_ROWS, FeatureComparison
+from feast_parity.parity.edges import EDGE_ROWS
+from feast_parity.parity.feature import FeatureComparison
 from tests.unit.test_feature import outcomes, result, served_feature, synthetic_rows
 
 pytestmark = pytest.mark.filterwarnings(
@@ -113,7 +114,7 @@ def test_the_edge_pass_bins_as_one_process_does() -> None:
     alone = ComparisonSettings(defer_edges=True).new("v:f", "Float64")
     feed(alone, rows, np.arange(n))
     # a partition keeps its first values (to the chunk that reaches EDGE_ROWS) and no bins
-    assert EDGE_ROWS <= alone._edge_buffer_rows < EDGE_ROWS + 700 and alone.offline_hist is None
+    assert EDGE_ROWS <= alone._edges.offline_rows < EDGE_ROWS + 700 and alone.offline_hist is None
     edge_pass = partitioned(rows, ComparisonSettings(defer_edges=True), partitions=4)
     carrier = ComparisonSettings().new("v:f", "Float64")
     carrier.adopt_edges(edge_pass)
