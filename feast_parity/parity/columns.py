@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feast_parity.parity.canonical import Other, Seconds, base_type, canonical_value
+from feast_parity.parity.canonical import MapItems, Other, Seconds, base_type, canonical_value
 from feast_parity.parity.hashing import (
     F32_NAN_BITS,
     F64_NAN_BITS,
@@ -523,6 +523,46 @@ def row_hashes(value_hashes: Sequence[np.ndarray], fingerprints: np.ndarray | in
         dtype=np.uint64,
         count=rows.shape[0],
     )
+
+
+def plain_array(column: CanonicalColumn) -> pa.Array:
+    """The column's values as a plain Arrow array (null where null): numbers and bools typed,
+    timestamps as UTC microseconds, maps as dicts; what a transformation is fed again, and
+    what people read in a flat table. Values of no known kind are null here.
+
+    >>> plain_array(canonical_column([1.5, None], "Float32")).to_pylist()
+    [1.5, None]
+    >>> plain_array(canonical_column([{"b": 1, "a": [2]}], "Map")).to_pylist()
+    [{'a': [2], 'b': 1}]
+    """
+    if column.kind in ("int", "float", "bool"):
+        return pa.array(column.values, mask=column.null)
+    if column.kind == "time":
+        micros = pa.array(column.values * 1_000_000, pa.int64(), mask=column.null)
+        return micros.cast(pa.timestamp("us", tz="UTC"))
+    plain = [
+        None if column.null[i] or isinstance(v, Other) else _plain(v)
+        for i, v in enumerate(column.values.tolist())
+    ]
+    try:
+        return pa.array(plain)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        import json
+
+        return pa.array(
+            [None if v is None else json.dumps(v, default=str) for v in plain], pa.string()
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A canonical value as a plain Python value for an Arrow column (maps as dicts)."""
+    if type(value) is Seconds:
+        return int(value) * 1_000_000
+    if isinstance(value, MapItems):
+        return {k: _plain(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def is_numeric(declared: str) -> bool:

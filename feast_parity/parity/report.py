@@ -26,7 +26,10 @@ from feast_parity.parity.findings import (
     worst,
 )
 from feast_parity.parity.freshness import format_duration
-from feast_parity.parity.transformation_findings import transformation_view_findings
+from feast_parity.parity.transformation_findings import (
+    fold_input_moves,
+    transformation_view_findings,
+)
 
 SCHEMA_VERSION = 1
 LAG_EDGES = [0, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400]
@@ -107,7 +110,9 @@ def build_report(
         row["served_lag_histogram"] = lag_histogram(row.pop("served_lag_sample", []))
         found = view_findings(row, by_view.get(row["feature_view"], []), thresholds)
         if row.get("on_demand"):
-            found += transformation_view_findings(row, by_view.get(row["feature_view"], []))
+            found += transformation_view_findings(
+                row, by_view.get(row["feature_view"], []), thresholds
+            )
         causes_by_view[row["feature_view"]] = {
             f["kind"] for f in found if f["kind"] != "freshness_slo"
         }
@@ -153,6 +158,8 @@ def build_report(
                 owner["evidence"].setdefault("folded", []).append(
                     {k: f[k] for k in ("kind", "feature", "severity", "message")}
                 )
+    notes = list(notes)
+    fold_input_moves(findings, [row for row, _ in view_rows], notes)
     sort_findings(findings)
     overall = worst([f["severity"] for f in findings])
     report = {

@@ -78,6 +78,9 @@ class ServedRows:
     udf_fingerprint: np.ndarray | None = None  # object: on-demand views' transformation hash
     on_demand: bool = False
     context: dict[str, np.ndarray] = field(default_factory=dict)  # the request's other keys
+    # on-demand views: whether the request used full feature names (it decides which value a
+    # request field that shares a feature's name feeds the transformation, feast_facts T6)
+    full_feature_names: np.ndarray | None = None
 
     def all_keys(self, i: int) -> dict[str, object]:
         """Row ``i``'s join keys: the view's and the request's others."""
@@ -109,6 +112,7 @@ class ServedRows:
             None if self.udf_fingerprint is None else self.udf_fingerprint[index],
             self.on_demand,
             {k: v[index] for k, v in self.context.items()},
+            None if self.full_feature_names is None else self.full_feature_names[index],
         )
 
 
@@ -156,6 +160,16 @@ def concat_rows(parts: Sequence[ServedRows]) -> ServedRows:
                 for p in parts
             ]
         )
+    full_names = None
+    if any(p.full_feature_names is not None for p in parts):
+        full_names = np.concatenate(
+            [
+                p.full_feature_names
+                if p.full_feature_names is not None
+                else np.zeros(len(p), dtype=bool)
+                for p in parts
+            ]
+        )
     return ServedRows(
         first.feature_view,
         np.concatenate([p.sample_ids for p in parts]),
@@ -172,6 +186,7 @@ def concat_rows(parts: Sequence[ServedRows]) -> ServedRows:
         udf,
         first.on_demand,
         {k: np.concatenate([objects(p, p.context, k) for p in parts]) for k in context_names},
+        full_names,
     )
 
 

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from feast_parity.parity.columns import canonical_column
-from feast_parity.parity.served import NO_TIME, ServedRows
+from feast_parity.parity.columns import CanonicalColumn, canonical_column, concat
+from feast_parity.parity.served import NO_TIME, ServedFeature, ServedRows
 from feast_parity.parity.xxh3 import xxh3_64_fixed
 
 
@@ -55,19 +55,41 @@ def request_row_keys(request_id: np.ndarray, entity_key_hash: np.ndarray) -> np.
 
 
 @dataclass
+class ServedInput:
+    """One input feature as the request rows of an on-demand view were served it."""
+
+    values: CanonicalColumn  # canonical served values (null where not served or null)
+    hashes: np.ndarray  # uint64 value hashes as logged
+    null: np.ndarray  # served without a value (null, NOT_FOUND, ...)
+    requested: np.ndarray  # the input was read for this request row (asked for or captured)
+    redacted: bool = False  # only hashes were logged: the value cannot be fed again
+
+
+@dataclass
 class _ViewInputs:
     keys: list[np.ndarray] = field(default_factory=list)
     event_time: list[np.ndarray] = field(default_factory=list)
-    hashes: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    null: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    requested: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    sorted_keys: np.ndarray | None = None
-    order: np.ndarray | None = None
+    features: dict[str, list[ServedInput]] = field(default_factory=dict)
+    sealed: tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, ServedInput]] | None = None
 
-    def seal(self) -> None:
-        keys = np.concatenate(self.keys) if self.keys else np.zeros(0, np.uint64)
-        self.order = np.argsort(keys, kind="stable")
-        self.sorted_keys = keys[self.order]
+    def seal(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, ServedInput]]:
+        """(sorted keys, order, event times, feature -> all rows), concatenated once."""
+        if self.sealed is None:
+            keys = np.concatenate(self.keys) if self.keys else np.zeros(0, np.uint64)
+            order = np.argsort(keys, kind="stable")
+            times = np.concatenate(self.event_time) if self.event_time else np.zeros(0, np.int64)
+            features = {
+                name: ServedInput(
+                    concat([p.values for p in parts]),
+                    np.concatenate([p.hashes for p in parts]),
+                    np.concatenate([p.null for p in parts]),
+                    np.concatenate([p.requested for p in parts]),
+                    any(p.redacted for p in parts),
+                )
+                for name, parts in self.features.items()
+            }
+            self.sealed = (keys[order], order, times, features)
+        return self.sealed
 
 
 class ServedInputs:
@@ -90,48 +112,58 @@ class ServedInputs:
         for name in wanted:
             feature = rows.features.get(name)
             if feature is None:
-                hashes, null, requested = (
+                served = ServedInput(
+                    canonical_column([None] * n, "Invalid"),
                     np.zeros(n, np.uint64),
                     np.ones(n, bool),
                     np.zeros(n, bool),
                 )
             else:
-                hashes, requested = feature.hashes, feature.requested
                 null = feature.empty | (feature.status != 1)
                 if not feature.redacted:
                     null = null | feature.values.null
-            view.hashes.setdefault(name, []).append(np.where(requested, hashes, 0))
-            view.null.setdefault(name, []).append(null)
-            view.requested.setdefault(name, []).append(requested)
-        view.sorted_keys = None
+                requested = feature.requested
+                served = ServedInput(
+                    feature.values,
+                    np.where(requested, feature.hashes, 0),
+                    null,
+                    requested,
+                    feature.redacted,
+                )
+            view.features.setdefault(name, []).append(served)
+        view.sealed = None
 
     def lookup(
         self, view_name: str, keys: np.ndarray, features: list[str]
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-        """(found, served event time, feature -> (hashes, null, requested)) for request-row
-        ``keys``; a feature the request did not ask for is not ``requested`` (unknown)."""
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, ServedInput]]:
+        """(found, served event time, feature -> :class:`ServedInput`) for request-row
+        ``keys``; a feature the request row did not read is not ``requested`` (unknown)."""
         n = len(keys)
         found = np.zeros(n, dtype=bool)
         times = np.full(n, NO_TIME, dtype=np.int64)
         view = self._views.get(view_name)
         if view is None or not view.keys:
             return found, times, {}
-        if view.sorted_keys is None:
-            view.seal()
-        assert view.sorted_keys is not None and view.order is not None
-        position = np.searchsorted(view.sorted_keys, keys)
-        inside = position < len(view.sorted_keys)
-        found[inside] = view.sorted_keys[position[inside]] == keys[inside]
-        picked = view.order[np.where(found, position, 0)]
-        times[found] = np.concatenate(view.event_time)[picked[found]]
-        served: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        sorted_keys, order, event_time, all_features = view.seal()
+        position = np.searchsorted(sorted_keys, keys)
+        inside = position < len(sorted_keys)
+        found[inside] = sorted_keys[position[inside]] == keys[inside]
+        picked = order[np.where(found, position, 0)]
+        times[found] = event_time[picked[found]]
+        served: dict[str, ServedInput] = {}
         for name in features:
-            if name not in view.hashes:
+            feature = all_features.get(name)
+            if feature is None:
                 continue
-            hashes = np.concatenate(view.hashes[name])[picked]
-            null = np.concatenate(view.null[name])[picked]
-            requested = np.concatenate(view.requested[name])[picked] & found
-            served[name] = (hashes, null, requested)
+            values = feature.values.take(picked)
+            values.set_null(~found)
+            served[name] = ServedInput(
+                values,
+                feature.hashes[picked],
+                feature.null[picked] | ~found,
+                feature.requested[picked] & found,
+                feature.redacted,
+            )
         return found, times, served
 
 
@@ -142,6 +174,40 @@ class _Fingerprint:
     first_seen: int | None = None
     last_seen: int | None = None
     diverged: dict[str, int] = field(default_factory=dict)
+
+    def merge(self, other: _Fingerprint) -> None:
+        self.rows += other.rows
+        self.writers |= other.writers
+        for mine, theirs, pick in (
+            ("first_seen", other.first_seen, min),
+            ("last_seen", other.last_seen, max),
+        ):
+            current = getattr(self, mine)
+            if theirs is not None:
+                setattr(self, mine, theirs if current is None else pick(current, theirs))
+        _add_counts(self.diverged, other.diverged)
+
+
+@dataclass
+class ShadowTally:
+    """A request field that shares its name with an input feature (feast_facts T6): how
+    often the request value differed from the stored one, and how often the two paths fed
+    the transformation different values for it."""
+
+    feature: str  # "view:feature" of the stored input of the same name
+    rows: int = 0  # rows whose request carried the field and read the stored input
+    differs: int = 0  # of those, rows whose request value differs from the stored one
+    fed_apart: int = 0  # of those, rows where serving and training fed different values
+    examples: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+
+    def merge(self, other: ShadowTally) -> None:
+        self.rows += other.rows
+        self.differs += other.differs
+        self.fed_apart += other.fed_apart
+        self.examples = sorted(self.examples + other.examples, key=lambda e: e[0])[:EXAMPLES]
+
+
+EXAMPLES = 3
 
 
 @dataclass
@@ -159,8 +225,12 @@ class TransformationParity:
     inputs_agree: int = 0
     diverged: dict[str, int] = field(default_factory=dict)
     diverged_inputs_known: dict[str, int] = field(default_factory=dict)
-    diverged_inputs_agree: dict[str, int] = field(default_factory=dict)
     fingerprints: dict[str, _Fingerprint] = field(default_factory=dict)
+    # outputs against training's computation (point-in-time inputs at request time)
+    trained: dict[str, int] = field(default_factory=dict)  # output -> rows compared
+    moved: dict[str, int] = field(default_factory=dict)  # output -> rows moved by inputs
+    causes: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (output, kind, input)
+    shadows: dict[str, ShadowTally] = field(default_factory=dict)  # request field -> tally
 
     def failed(self, rows: int, error: str) -> None:
         """Rows whose transformation raised on the logged inputs."""
@@ -180,19 +250,17 @@ class TransformationParity:
         diverged: Mapping[str, np.ndarray],
     ) -> None:
         """One chunk: per row its serving fingerprint and writer, whether it was recomputed,
-        whether its inputs were known (logged) and agreed, and per output whether it diverged."""
+        whether its inputs were known (logged, so the recomputation fed what serving fed) and
+        agreed with training's, and per output whether it diverged from the recomputation."""
         self.rows += len(request_time)
         self.recomputed += int(recomputed.sum())
-        known, agree = inputs_known & recomputed, inputs_agree & inputs_known & recomputed
+        known = inputs_known & recomputed
         self.inputs_known += int(known.sum())
-        self.inputs_agree += int(agree.sum())
+        self.inputs_agree += int((inputs_agree & known).sum())
         for name, mask in diverged.items():
             self.diverged[name] = self.diverged.get(name, 0) + int(mask.sum())
             known_count = int((mask & known).sum())
             self.diverged_inputs_known[name] = self.diverged_inputs_known.get(name, 0) + known_count
-            self.diverged_inputs_agree[name] = self.diverged_inputs_agree.get(name, 0) + int(
-                (mask & agree).sum()
-            )
         labels = np.asarray([str(f) if f is not None else "" for f in fingerprints], dtype=object)
         for label in np.unique(labels).tolist():
             rows = labels == label
@@ -205,6 +273,58 @@ class TransformationParity:
             tally.last_seen = high if tally.last_seen is None else max(tally.last_seen, high)
             for name, mask in diverged.items():
                 tally.diverged[name] = tally.diverged.get(name, 0) + int((mask & rows).sum())
+
+    def update_training(
+        self,
+        trained: Mapping[str, np.ndarray],
+        moved: Mapping[str, np.ndarray],
+        causes: Mapping[tuple[str, str], np.ndarray],
+    ) -> None:
+        """Outputs against training's: per output the rows compared and those whose served
+        value (equal to its recomputation from what serving fed) differs from what training
+        computes; ``causes`` maps (kind, input) to the rows where that input fed training
+        another value (``kind``: the input's row outcome, or ``shadowed_request_field``)."""
+        for name, mask in trained.items():
+            self.trained[name] = self.trained.get(name, 0) + int(mask.sum())
+        for name, mask in moved.items():
+            self.moved[name] = self.moved.get(name, 0) + int(mask.sum())
+            for (kind, source), rows in causes.items():
+                count = int((mask & rows).sum())
+                if count:
+                    key = (name, kind, source)
+                    self.causes[key] = self.causes.get(key, 0) + count
+
+    def update_shadow(
+        self,
+        name: str,
+        feature: str,
+        *,
+        active: np.ndarray,
+        differs: np.ndarray,
+        fed_apart: np.ndarray,
+        examples: list[tuple[int, dict[str, Any]]],
+    ) -> None:
+        """One chunk of a request field that a stored input of the same name shadows."""
+        tally = self.shadows.setdefault(name, ShadowTally(feature))
+        tally.rows += int(active.sum())
+        tally.differs += int(differs.sum())
+        tally.fed_apart += int(fed_apart.sum())
+        tally.examples = sorted(tally.examples + examples, key=lambda e: e[0])[:EXAMPLES]
+
+    def merge(self, other: TransformationParity) -> None:
+        """Add another part of the window (a partition): counts add, tallies merge."""
+        for name in ("rows", "recomputed", "udf_errors", "inputs_known", "inputs_agree"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.first_error = self.first_error or other.first_error
+        for name in ("diverged", "diverged_inputs_known", "trained", "moved", "causes"):
+            _add_counts(getattr(self, name), getattr(other, name))
+        for label, tally in other.fingerprints.items():
+            self.fingerprints.setdefault(label, _Fingerprint()).merge(tally)
+        for name, shadow in other.shadows.items():
+            if name in self.shadows:
+                self.shadows[name].merge(shadow)
+            else:
+                self.shadows[name] = shadow
 
     def result(self) -> dict[str, Any]:
         """The ``transformation`` block of the view's report row."""
@@ -237,11 +357,13 @@ class TransformationParity:
                 for label, t in self.fingerprints.items()
                 if current is None or label in (current, "")
             )
+            known = self.diverged_inputs_known.get(name, 0)
             features[name] = {
                 "diverged": self.diverged[name],
-                "diverged_inputs_known": self.diverged_inputs_known.get(name, 0),
-                # inputs equal and outputs different: the code that computed them differs
-                "code_differs": self.diverged_inputs_agree.get(name, 0),
+                "diverged_inputs_known": known,
+                # recomputed from the very inputs serving fed it, and still different: the
+                # code that computed them differs
+                "code_differs": known,
                 "diverged_on_registry_code": on_current,
             }
         drifted_since = [
@@ -267,7 +389,98 @@ class TransformationParity:
                 and any(s["matches_training"] is False for s in serving)
             ),
             "features": features,
+            "moved_by_inputs": self._moved(),
+            "shadowed_request_fields": [
+                {
+                    "field": name,
+                    "feature": tally.feature,
+                    "rows": tally.rows,
+                    "request_differs": tally.differs,
+                    "request_differs_share": _share(tally.differs, tally.rows),
+                    "fed_apart": tally.fed_apart,
+                    "moved_outputs": {
+                        output: count
+                        for (output, kind, source), count in sorted(self.causes.items())
+                        if kind == SHADOWED and source == name
+                    },
+                    "examples": [example for _, example in tally.examples],
+                }
+                for name, tally in sorted(self.shadows.items())
+            ],
         }
+
+    def _moved(self) -> dict[str, Any]:
+        """Per output: rows compared with training's computation, rows the inputs moved, and
+        which input (and how) moved them."""
+        out: dict[str, Any] = {}
+        for name in sorted(self.trained):
+            causes = [
+                {"kind": kind, "input": source, "rows": count}
+                for (output, kind, source), count in sorted(self.causes.items())
+                if output == name
+            ]
+            moved = self.moved.get(name, 0)
+            out[name] = {
+                "compared": self.trained[name],
+                "moved": moved,
+                "moved_rate": _share(moved, self.trained[name]),
+                "causes": sorted(causes, key=lambda c: (-c["rows"], c["kind"], c["input"])),
+            }
+        return out
+
+
+SHADOWED = "shadowed_request_field"
+
+
+def against_training(
+    served: Mapping[str, ServedFeature],
+    training: Mapping[str, CanonicalColumn],
+    trained: np.ndarray,
+    untrainable: np.ndarray,
+    diverged: Mapping[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per output, (rows compared with training's computation, rows whose served value differs
+    from it). Only rows that asked for the output and whose served value equals its
+    recomputation from what serving fed count: a diverged row is the code's, not the inputs'.
+    ``untrainable`` rows (training has no row of some input) count as moved.
+
+    >>> from feast_parity.parity.columns import canonical_column
+    >>> from feast_parity.parity.served import ServedFeature
+    >>> column = canonical_column([1.0, 2.0, 3.0], "Float64")
+    >>> out = ServedFeature("Float64", column, np.ones(3, np.int8), column.hashes(),
+    ...                     np.array(["double_val"] * 3, dtype=object))
+    >>> training = {"out": canonical_column([1.0, 2.5, 3.0], "Float64")}
+    >>> compared, moved = against_training({"out": out}, training, np.array([1, 1, 0], bool),
+    ...                                    np.array([0, 0, 1], bool), {"out": np.zeros(3, bool)})
+    >>> compared["out"].tolist(), moved["out"].tolist()
+    ([True, True, True], [False, True, True])
+    """
+    compared: dict[str, np.ndarray] = {}
+    moved: dict[str, np.ndarray] = {}
+    for name, feature in served.items():
+        own = feature.requested & ~diverged.get(name, np.zeros(len(trained), dtype=bool))
+        column = training.get(name)
+        if column is None:  # nothing trained in this chunk
+            same = np.ones(len(trained), dtype=bool)
+        else:
+            null = feature.empty | (feature.status != 1)
+            if not feature.redacted:
+                null = null | feature.values.null
+            same = (null & column.null) | (
+                ~null & ~column.null & (feature.hashes == column.hashes())
+            )
+        compared[name] = own & (trained | untrainable)
+        moved[name] = own & ((trained & ~same) | untrainable)
+    return compared, moved
+
+
+def _share(part: int, whole: int) -> float | None:
+    return None if whole == 0 else part / whole
+
+
+def _add_counts(mine: dict[Any, int], theirs: Mapping[Any, int]) -> None:
+    for key, count in theirs.items():
+        mine[key] = mine.get(key, 0) + count
 
 
 def _iso(micros: int | None) -> str | None:

@@ -17,16 +17,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from feast_parity.parity.findings import new_finding
+from feast_parity.parity.findings import CheckThresholds, level, new_finding, pct
 
 
 def transformation_view_findings(
-    view: Mapping[str, Any], features: Sequence[Mapping[str, Any]]
+    view: Mapping[str, Any],
+    features: Sequence[Mapping[str, Any]],
+    thresholds: CheckThresholds | None = None,
 ) -> list[dict[str, Any]]:
-    """Code drift and request-input findings of one on-demand view's report row."""
+    """Code drift, shadowed request fields and request-input findings of one on-demand view's
+    report row."""
     name = view["feature_view"]
     out = []
     info = view.get("transformation") or {}
+    out.extend(shadow_findings(name, info, thresholds or CheckThresholds()))
     if info.get("code_drift"):
         old = [s for s in info["serving"] if s["matches_registry"] is False]
         diverged = sorted(
@@ -96,3 +100,131 @@ def transformation_view_findings(
             )
         )
     return out
+
+
+def shadow_findings(
+    name: str, info: Mapping[str, Any], thresholds: CheckThresholds
+) -> list[dict[str, Any]]:
+    """``transformation_divergence`` (cause ``shadowed_request_field``) of a request field
+    that shares its name with a stored input, where serving and training feed the
+    transformation different values for it (docs/feast_facts.md T6) and that moved outputs:
+    rated as ``value_mismatch`` is, by the worst output's share of moved rows."""
+    moved = info.get("moved_by_inputs") or {}
+    out = []
+    for shadow in info.get("shadowed_request_fields") or []:
+        outputs = {o: c for o, c in (shadow.get("moved_outputs") or {}).items() if c}
+        rates = {
+            o: c / moved[o]["compared"]
+            for o, c in outputs.items()
+            if moved.get(o, {}).get("compared")
+        }
+        worst = max(rates.values(), default=None)
+        compared = max((moved[o]["compared"] for o in rates), default=0)
+        severity = level(worst, thresholds.mismatch_warn, thresholds.mismatch_fail)
+        if severity is None or compared < thresholds.min_compared:
+            continue
+        field = shadow["field"]
+        moved_text = ", ".join(f"{name}:{o} ({pct(r)})" for o, r in sorted(rates.items()))
+        out.append(
+            new_finding(
+                "transformation_divergence",
+                name,
+                severity,
+                f"request field {field} of {name} has the name of input {shadow['feature']}: "
+                "serving and training feed the transformation different values for it, and "
+                f"the request value differs from the stored one on "
+                f"{pct(shadow.get('request_differs_share'))} of {shadow['rows']} rows; outputs "
+                f"differ from training's for {moved_text}",
+                {
+                    "cause": "shadowed_request_field",
+                    "request_field": field,
+                    "shadowed_feature": shadow["feature"],
+                    "rows": shadow["rows"],
+                    "request_differs": shadow["request_differs"],
+                    "request_differs_share": shadow.get("request_differs_share"),
+                    "fed_apart": shadow.get("fed_apart"),
+                    "features": sorted(f"{name}:{o}" for o in rates),
+                    "moved_rates": {f"{name}:{o}": r for o, r in sorted(rates.items())},
+                    "examples": shadow.get("examples") or [],
+                },
+                view=True,
+            )
+        )
+    return out
+
+
+# an input's row outcome -> the findings that hold it, most specific first ("feature" findings
+# are on the input feature, "view" findings on its view)
+_HOLDERS = {
+    "value_mismatch": (
+        ("feature", "value_mismatch"),
+        ("feature", "silent_default"),
+        ("feature", "schema_divergence"),
+        ("view", "schema_divergence"),
+    ),
+    "silent_default": (
+        ("feature", "silent_default"),
+        ("view", "silent_default"),
+        ("feature", "value_mismatch"),
+    ),
+    "stale_serving": (("view", "stale_serving"), ("view", "expired_serving")),
+    "expired_serving": (("view", "expired_serving"), ("view", "stale_serving")),
+}
+
+
+def fold_input_moves(
+    findings: list[dict[str, Any]], views: Sequence[Mapping[str, Any]], notes: list[str]
+) -> None:
+    """An input's skew explains the on-demand outputs it moved: each output moved by an
+    input is named in the evidence (``moves_outputs``) and message of the finding that holds
+    that input's skew, never a finding of its own. Moves with no such finding (rows pushed
+    online only, skew under the thresholds) are noted."""
+    for view in views:
+        moved = (view.get("transformation") or {}).get("moved_by_inputs") or {}
+        name = view["feature_view"]
+        by_holder: dict[int, dict[str, Any]] = {}
+        orphans: dict[tuple[str, str], list[str]] = {}
+        for output, detail in sorted(moved.items()):
+            compared = detail.get("compared") or 0
+            for cause in detail.get("causes") or []:
+                if cause["kind"] == "shadowed_request_field":
+                    continue
+                holder = _holder(findings, cause["kind"], cause["input"])
+                rate = cause["rows"] / compared if compared else None
+                if holder is None:
+                    orphans.setdefault((cause["kind"], cause["input"]), []).append(
+                        f"{name}:{output} ({pct(rate)})"
+                    )
+                    continue
+                entry = by_holder.setdefault(id(holder), {"finding": holder, "moves": []})
+                entry["moves"].append(
+                    {"feature": f"{name}:{output}", "rows": cause["rows"], "rate": rate}
+                )
+        for entry in by_holder.values():
+            finding, moves = entry["finding"], entry["moves"]
+            finding["evidence"].setdefault("moves_outputs", []).extend(moves)
+            finding["message"] += "; also moves outputs " + ", ".join(
+                f"{m['feature']} ({pct(m['rate'])})" for m in moves
+            )
+        for (kind, source), outputs in sorted(orphans.items()):
+            how = (
+                "rows only online (pushed or written online only)"
+                if kind == "online_only"
+                else kind.replace("_", " ")
+            )
+            notes.append(
+                f"input {source} fed the transformation other values than training would "
+                f"({how}), moving {', '.join(outputs)}; no finding of its own holds it"
+            )
+
+
+def _holder(findings: list[dict[str, Any]], kind: str, source: str) -> dict[str, Any] | None:
+    view = source.split(":", 1)[0]
+    for level_, finding_kind in _HOLDERS.get(kind, ()):
+        for finding in findings:
+            if finding["kind"] != finding_kind or "cohort" in finding:
+                continue
+            target = finding.get("feature") if level_ == "feature" else finding.get("feature_view")
+            if target == (source if level_ == "feature" else view):
+                return finding
+    return None

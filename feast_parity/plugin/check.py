@@ -27,7 +27,11 @@ from feast_parity.parity.report import build_report
 from feast_parity.parity.samplelog import NewerLogError
 from feast_parity.parity.samplelog.v2 import Skipped
 from feast_parity.parity.served import ServedRows
-from feast_parity.parity.transformation import ServedInputs, TransformationParity
+from feast_parity.parity.transformation import (
+    ServedInputs,
+    TransformationParity,
+    against_training,
+)
 from feast_parity.parity.view import ViewComparison, classify, recomputed_outcomes
 from feast_parity.plugin.cohort_labels import CohortLabeler, validate_dimensions
 from feast_parity.plugin.errors import CheckError
@@ -35,7 +39,12 @@ from feast_parity.plugin.freshness import view_freshness
 from feast_parity.plugin.offline import OfflineReader
 from feast_parity.plugin.registry import ViewCatalog, ViewInfo, definition_fingerprint
 from feast_parity.plugin.session import load_store, open_sample_log
-from feast_parity.plugin.transform import OnDemandRecompute, request_type, sources_of
+from feast_parity.plugin.transform import (
+    OnDemandRecompute,
+    Recomputed,
+    request_type,
+    sources_of,
+)
 from feast_parity.store.engine import describe_error
 from feast_parity.store.runs import store_run
 
@@ -118,6 +127,7 @@ class ParityCheck:
         self.unfit_request: dict[str, dict[str, int]] = {}  # on-demand view -> field -> values
         self.served_inputs = ServedInputs({})
         self.recompute = OnDemandRecompute(self.reader, self.catalog, self.served_inputs)
+        self._recomputed: Recomputed | None = None  # the on-demand chunk being compared
         self.missing_registry: dict[str, set[str]] = {}
         self.missing_offline: dict[str, set[str]] = {}
         self.deleted_views: dict[str, int] = {}
@@ -325,7 +335,8 @@ class ParityCheck:
             cohort_entities=units,
         )
         if info.on_demand:
-            self._transformation(info).update(
+            parity = self._transformation(info)
+            parity.update(
                 fingerprints=rows.udf_fingerprint
                 if rows.udf_fingerprint is not None
                 else np.full(len(rows), None, dtype=object),
@@ -336,6 +347,8 @@ class ParityCheck:
                 inputs_agree=_or_none(offline.inputs_agree, len(rows)),
                 diverged=diverged,
             )
+            if self._recomputed is not None:
+                _against_training(parity, rows, self._recomputed, diverged, entity_labels)
         self.timings["compare_seconds"] += time.perf_counter() - started
 
     def _transformation(self, info: ViewInfo) -> TransformationParity:
@@ -355,6 +368,7 @@ class ParityCheck:
         from feast_parity.parity.view import OfflineRows
 
         n = len(rows)
+        self._recomputed = None
         empty = OfflineRows(
             np.full(n, NO_TIME, dtype=np.int64),
             {},
@@ -365,7 +379,7 @@ class ParityCheck:
         if not features:
             return empty
         if info.on_demand:
-            result = self.recompute.recompute(info, rows, features)
+            result = self._recomputed = self.recompute.recompute(info, rows, features)
             if result.error:
                 if result.offline is None and not result.failed_rows:
                     self._note_once(result.error)
@@ -511,6 +525,52 @@ class ParityCheck:
                 f"{count} logged samples of it were skipped"
             )
         self.notes.extend(self.skipped.notes())
+
+
+def _against_training(
+    parity: TransformationParity,
+    rows: ServedRows,
+    result: Recomputed,
+    diverged: dict[str, np.ndarray],
+    entity_labels: EntityLabels,
+) -> None:
+    """Outputs against training's computation, and the request fields a stored input
+    shadows, into the view's transformation tallies."""
+    n = len(rows)
+    if result.trained is not None:
+        compared, moved = against_training(
+            rows.features,
+            result.training,
+            result.trained,
+            _or_none(result.untrainable, n),
+            diverged,
+        )
+        parity.update_training(compared, moved, result.causes)
+    for name, shadow in result.shadows.items():
+        examples = [
+            (
+                int(rows.sample_ids[i]),
+                {
+                    "entity": entity_labels[i],
+                    "request_time": _iso_us(int(rows.request_time[i])),
+                    "request_value": shadow.request[i],
+                    "stored_value": shadow.stored[i],
+                },
+            )
+            for i in np.flatnonzero(shadow.differs)[:3].tolist()
+        ]
+        parity.update_shadow(
+            name,
+            shadow.feature,
+            active=shadow.active,
+            differs=shadow.differs,
+            fed_apart=shadow.fed_apart,
+            examples=examples,
+        )
+
+
+def _iso_us(micros: int) -> str:
+    return str(np.datetime64(micros, "us")) + "Z"
 
 
 def _or_none(mask: np.ndarray | None, n: int) -> np.ndarray:

@@ -22,7 +22,12 @@ from xxhash import xxh3_64_intdigest
 
 from feast_parity.parity.samplelog import BatchBuilder
 from feast_parity.plugin.hook import RequestSnapshot
-from feast_parity.plugin.registry import ViewCatalog, served_columns, udf_fingerprint
+from feast_parity.plugin.registry import (
+    ViewCatalog,
+    input_columns,
+    served_columns,
+    udf_fingerprint,
+)
 
 NULL_TIMESTAMP = -9223372036854775808  # Feast's NULL_TIMESTAMP_INT_VALUE (int64 min)
 _WHICH = operator.methodcaller("WhichOneof", "val")
@@ -172,6 +177,13 @@ class BatchCollector:
         catalog = ViewCatalog(plan.registry, plan.project)
         features = plan.features if plan.service is not None else list(plan.features)
         columns = served_columns(catalog, features, plan.full_feature_names)
+        if snap.inputs is not None:  # on-demand inputs Feast read and dropped (plugin/hook.py)
+            kept = set(snap.inputs.metadata.feature_names.val)
+            columns += [
+                c
+                for c in input_columns(catalog, columns, plan.full_feature_names)
+                if c.output_name in kept
+            ]
         position = {name: i for i, name in enumerate(names)}
         key_index = {name: i for i, name in enumerate(plan.key_names)}
         extra_index = {name: i for i, name in enumerate(plan.extra_names)}
@@ -253,7 +265,10 @@ class BatchCollector:
             else response
         )
         names = tuple(proto.metadata.feature_names.val)
-        results = proto.results
+        results: Any = proto.results
+        if snap.inputs is not None:
+            names += tuple(snap.inputs.metadata.feature_names.val)
+            results = [*results, *snap.inputs.results]
         key_hashes = list(map(xxh3_64_intdigest, snap.canonical_keys))
         n = len(key_hashes)
         key_columns = list(zip(*snap.key_values)) if n else [()] * len(snap.plan.key_names)
@@ -290,6 +305,7 @@ class BatchCollector:
                     for i, name in enumerate(snap.plan.key_names)
                     if name not in layout.join_keys
                 },
+                full_feature_names=snap.plan.full_feature_names,
             )
             added += n
         return added

@@ -1,21 +1,29 @@
 """The serving hook: on the request thread, decide which rows to sample and queue a snapshot.
 
 Per ``get_online_features`` call the request thread only (1) finds the request's *plan* (key
-columns and layout, resolved once per request shape), (2) hashes each row's canonical entity key
-(:mod:`feast_parity.parity.sampling`) and, when a row is sampled, (3) queues an immutable copy of
-the response: its serialized protobuf, or only the sampled rows of a large response. Decoding,
-hashing and writing happen on the writer thread (:mod:`feast_parity.plugin.collect`). The hook
-never raises into the caller and never waits on I/O; while the sample store is down it drops
-sampled rows (counted) before copying anything.
+columns, request data and layout, resolved once per request shape from the same request context
+Feast resolves), (2) hashes each row's canonical entity key (:mod:`feast_parity.parity.sampling`)
+*before* Feast reads, and, when a row is sampled, (3) queues an immutable copy of the response:
+its serialized protobuf, or only the sampled rows of a large response. When the request asks for
+on-demand views whose inputs it does not ask for itself, Feast reads those inputs from the online
+store, feeds them to the transformation and drops them from the response: for a sampled request
+the hook keeps a reference to the dropped input columns (:func:`capture_dropped_inputs`), so the
+log holds what the transformation was fed. Decoding, hashing and writing happen on the writer
+thread (:mod:`feast_parity.plugin.collect`). The hook never raises into the caller and never
+waits on I/O; while the sample store is down it drops sampled rows (counted) before copying
+anything.
 """
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import operator
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from feast.feature_service import FeatureService
@@ -30,8 +38,13 @@ class Plan:
 
     Requests with the same features, ``full_feature_names``, project and entity-row keys share
     a plan while the registry is unchanged. The request thread reads ``key_names``,
-    ``getters`` and ``extra_names``; the writer thread fills ``layouts`` on first use and is the
-    only one to touch them.
+    ``getters``, ``extra_names`` and ``input_names``; the writer thread fills ``layouts`` on
+    first use and is the only one to touch them.
+
+    A row key is a join key only when it is a join key of a view the request reads and not a
+    field of a request source the request needs (Feast takes such a field for request data,
+    whatever views share its name): ``{"user_id": 1, "income": 52.0}`` with ``income`` a
+    request field and a feature name logs ``income`` as request data.
     """
 
     __slots__ = (
@@ -40,8 +53,10 @@ class Plan:
         "features",
         "full_feature_names",
         "getters",
+        "input_names",
         "key_names",
         "layouts",
+        "leading",
         "project",
         "registry",
         "registry_ts",
@@ -57,6 +72,8 @@ class Plan:
         extra_names: tuple[str, ...],
         registry: Any,
         registry_ts: Any,
+        input_names: frozenset[str] = frozenset(),
+        leading: int = 0,
     ) -> None:
         self.features = features  # tuple of refs, or the FeatureService object
         self.service: str | None = features.name if isinstance(features, FeatureService) else None
@@ -68,6 +85,10 @@ class Plan:
         # other entity-row fields: request data of on-demand views
         self.extra_names = extra_names
         self.extra_getters = [operator.methodcaller("get", name) for name in extra_names]
+        # response names of on-demand inputs that Feast reads and then drops from the response,
+        # and how many columns (join keys, request data) come before Feast's feature columns
+        self.input_names = input_names
+        self.leading = leading
         self.registry = registry  # what the writer resolves served columns against
         self.registry_ts = registry_ts
         self.layouts: dict[tuple[str, ...], Any] = {}
@@ -79,6 +100,8 @@ class RequestSnapshot(NamedTuple):
     ``response`` is an immutable copy: the serialized response (``rows`` are row indexes into
     it), or, when few rows of a large response are sampled, a new response message holding only
     those rows (``rows`` is None), so a 500-row request with one sampled row copies one row.
+    ``inputs`` holds the sampled rows of the on-demand inputs Feast dropped from the response
+    (None when there were none).
     """
 
     plan: Plan
@@ -89,6 +112,20 @@ class RequestSnapshot(NamedTuple):
     extra_values: list[tuple[Any, ...]]  # per sampled row, values of plan.extra_names
     request_time: float
     request_id: str
+    inputs: GetOnlineFeaturesResponse | None = None
+
+
+class Decision(NamedTuple):
+    """A request's sampling decision, taken before Feast reads (see :meth:`ServingHook.decide`)."""
+
+    plan: Plan
+    columnar: bool
+    columns: list[list[Any]]  # key columns of the request rows, in plan.key_names order
+    sampled: list[int]
+    canonical: list[bytes]
+    n_rows: int
+    writer: SampleWriter
+    dropped: list[tuple[int, str, Any]] | None  # filled by Feast's drop of unrequested columns
 
 
 # A response with at least this many rows per sampled row is copied row by row (about 2 us a
@@ -115,17 +152,78 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_request_prefix)
 
 
-def copy_rows(proto: GetOnlineFeaturesResponse, rows: list[int]) -> GetOnlineFeaturesResponse:
-    """A new response message with only ``rows`` of ``proto`` (values are copied)."""
+# --- the columns Feast drops: on-demand inputs the request did not ask for ----------------------
+
+_DROPPED: contextvars.ContextVar[list[tuple[int, str, Any]] | None] = contextvars.ContextVar(
+    "feast_parity_dropped", default=None
+)
+_install_lock = threading.Lock()
+_installed: list[Any] = []
+
+
+def install_capture() -> None:
+    """Wrap Feast's ``_drop_unneeded_columns`` (once per process) so that, inside
+    :func:`capture_dropped_inputs`, the columns it removes are remembered by reference first.
+
+    Feast reads an on-demand view's inputs into the response, runs the transformation, then
+    removes every column the request did not ask for; the wrapper costs one context-variable
+    read per request, and only a sampled request with unrequested inputs keeps anything (the
+    removed messages themselves, not copies)."""
+    with _install_lock:
+        if _installed:
+            return
+        from feast import utils
+
+        original = utils._drop_unneeded_columns
+
+        def drop_unneeded_columns(response: Any, requested: Any) -> Any:
+            box = _DROPPED.get()
+            if box is not None:
+                names = response.metadata.feature_names.val
+                results = response.results
+                box.extend(
+                    (i, name, results[i]) for i, name in enumerate(names) if name not in requested
+                )
+            return original(response, requested)
+
+        utils._drop_unneeded_columns = drop_unneeded_columns
+        _installed.append(original)
+
+
+@contextmanager
+def capture_dropped_inputs(decision: Decision | None) -> Iterator[None]:
+    """Inside, Feast's dropped columns go to ``decision.dropped`` (when the decision has a
+    sampled row and its plan has inputs to keep); otherwise nothing happens."""
+    if decision is None or decision.dropped is None:
+        yield
+        return
+    token = _DROPPED.set(decision.dropped)
+    try:
+        yield
+    finally:
+        _DROPPED.reset(token)
+
+
+def copy_rows(
+    proto: GetOnlineFeaturesResponse, rows: list[int], results: Any = None
+) -> GetOnlineFeaturesResponse:
+    """A new response message with only ``rows`` of ``proto`` (values are copied); with
+    ``results`` given, of those ``(name, FeatureVector)`` pairs instead of proto's columns."""
     out = GetOnlineFeaturesResponse()
-    out.metadata.feature_names.val.extend(proto.metadata.feature_names.val)
+    if results is None:
+        out.metadata.feature_names.val.extend(proto.metadata.feature_names.val)
+        results = proto.results
+    else:
+        out.metadata.feature_names.val.extend(name for name, _ in results)
+        results = [vector for _, vector in results]
     add = out.results.add
-    for result in proto.results:
+    for result in results:
         copy = add()
         values, statuses, stamps = result.values, result.statuses, result.event_timestamps
         copy.values.extend([values[i] for i in rows])
         copy.statuses.extend([statuses[i] for i in rows])
-        copy.event_timestamps.extend([stamps[i] for i in rows])
+        if len(stamps):
+            copy.event_timestamps.extend([stamps[i] for i in rows])
     return out
 
 
@@ -137,17 +235,16 @@ class ServingHook:
         self._writer = writer  # a zero-argument callable returning the SampleWriter
         self._plans: dict[Any, Plan] = {}
 
-    def observe(
+    def decide(
         self,
         features: Any,
         entity_rows: Any,
-        response: Any,
-        request_time: float,
         registry: Any,
         project: str,
         full_feature_names: bool,
-    ) -> None:
-        """Decide which rows to sample and queue a snapshot. Never raises, never does I/O."""
+    ) -> Decision | None:
+        """Which rows of a request to sample, before Feast reads; None when none is (or the
+        sample store cannot take them: counted as dropped). Never raises, never does I/O."""
         writer: SampleWriter | None = None
         try:
             columnar = type(entity_rows) is not list and isinstance(entity_rows, Mapping)
@@ -156,10 +253,9 @@ class ServingHook:
             elif entity_rows:
                 row_keys = tuple(entity_rows[0])
             else:
-                return
+                return None
             is_service = isinstance(features, FeatureService)
             features_key = features.name if is_service else tuple(features)
-            proto = response.proto
             registry_ts = getattr(registry, "cached_registry_proto_created", None)
             cache_key = (is_service, features_key, full_feature_names, project, row_keys)
             plan = self._plans.get(cache_key)
@@ -169,7 +265,6 @@ class ServingHook:
                     full_feature_names,
                     project,
                     row_keys,
-                    proto,
                     registry,
                     registry_ts,
                 )
@@ -192,23 +287,46 @@ class ServingHook:
                 sampled = list(range(n_rows)) if chosen else []
                 canonical = [b""] * len(sampled)
             if not sampled:
-                return
+                return None
             writer = self._writer()
             if writer.store_down:  # nothing is copied while the store cannot take it
                 writer.drop_sampled(len(sampled))
-                return
-            if n_rows >= ROW_COPY_MIN_ROWS_PER_SAMPLE * len(sampled):
+                return None
+            dropped: list[tuple[int, str, Any]] | None = [] if plan.input_names else None
+            return Decision(plan, columnar, columns, sampled, canonical, n_rows, writer, dropped)
+        except Exception as exc:  # EntityKeyError (mixed key kinds) included: count, log once
+            self._hook_error(writer, exc)
+            return None
+
+    def observe(
+        self, decision: Decision, entity_rows: Any, response: Any, request_time: float
+    ) -> None:
+        """Queue the snapshot of a sampled request. Never raises, never does I/O."""
+        try:
+            plan, sampled = decision.plan, decision.sampled
+            proto = response.proto
+            if decision.n_rows >= ROW_COPY_MIN_ROWS_PER_SAMPLE * len(sampled):
                 copy: bytes | GetOnlineFeaturesResponse = copy_rows(proto, sampled)
                 rows: list[int] | None = None
             else:
                 copy, rows = proto.SerializeToString(), sampled
+            inputs = None
+            if decision.dropped:
+                kept = [
+                    (name, vector)
+                    for position, name, vector in decision.dropped
+                    if position >= plan.leading and name in plan.input_names
+                ]
+                if kept:
+                    inputs = copy_rows(proto, sampled, kept)
             extra: list[tuple[Any, ...]] = []
             if plan.extra_names:
-                if columnar:
+                if decision.columnar:
                     extra_columns = [entity_rows[k] for k in plan.extra_names]
                 else:
                     extra_columns = [list(map(get, entity_rows)) for get in plan.extra_getters]
                 extra = [tuple([c[i] for c in extra_columns]) for i in sampled]
+            columns = decision.columns
             request_id = f"{_request_prefix}{next(_request_counter):012x}"
             snapshot = RequestSnapshot(
                 plan,
@@ -217,18 +335,32 @@ class ServingHook:
                 [tuple([c[i] for c in columns]) for i in sampled]
                 if columns
                 else [()] * len(sampled),
-                canonical,
+                decision.canonical,
                 extra,
                 request_time,
                 request_id,
+                inputs,
             )
-            writer.submit(Snapshot(len(sampled), snapshot))
+            decision.writer.submit(Snapshot(len(sampled), snapshot))
             response.parity_request_id = request_id
-        except Exception as exc:  # EntityKeyError (mixed key kinds) included: count, log once
-            try:
-                (writer or self._writer()).record_hook_error(exc)
-            except Exception:  # the writer itself cannot start: serving goes on regardless
-                pass
+        except Exception as exc:
+            self._hook_error(decision.writer, exc)
+
+    def _hook_error(self, writer: SampleWriter | None, exc: Exception) -> None:
+        try:
+            (writer or self._writer()).record_hook_error(exc)
+        except Exception:  # the writer itself cannot start: serving goes on regardless
+            pass
+
+
+def _join_key_names(keys: Any) -> set[str]:
+    """Join key names of Feast's request context (on-demand views add Entity objects)."""
+    out = set()
+    for key in keys:
+        name = key if isinstance(key, str) else getattr(key, "join_key", None)
+        if isinstance(name, str):
+            out.add(name)
+    return out
 
 
 def _new_plan(
@@ -236,16 +368,41 @@ def _new_plan(
     full_feature_names: bool,
     project: str,
     row_keys: tuple[Any, ...],
-    proto: GetOnlineFeaturesResponse,
     registry: Any,
     registry_ts: Any,
 ) -> Plan:
-    served = set(proto.metadata.feature_names.val)
-    key_names = [k for k in row_keys if k in served]
-    for name in key_names:
+    """The plan of a request shape, from Feast's own request context (the same cached call
+    Feast makes for the read): what Feast takes for join keys and request data, and which
+    columns it reads for on-demand views only to drop them."""
+    from feast import utils
+
+    asked = list(features) if isinstance(features, tuple) else features
+    context = utils._get_cached_request_context(registry, project, asked, full_feature_names)
+    entity_names, join_keys = context[2], _join_key_names(context[4])
+    grouped_refs, requested, needed = context[5], context[6], context[7]
+    key_names: list[str] = []
+    leading_keys: set[str] = set()
+    for name in row_keys:
         if not isinstance(name, str):
-            raise EntityKeyError(f"join key names must be str, got {type(name).__qualname__}")
-    extra = tuple(sorted(str(k) for k in row_keys if k not in served))
+            if name in join_keys or name in needed:
+                raise EntityKeyError(f"join key names must be str, got {type(name).__qualname__}")
+            continue
+        if name in needed:  # Feast's order: request data first, whatever else shares its name
+            leading_keys.add(name)
+        elif name in join_keys:
+            key_names.append(name)
+            leading_keys.add(name)
+        elif name in entity_names:  # an entity name for its join key (deprecated in Feast)
+            leading_keys.add(entity_names[name])
+    extra = tuple(sorted(str(k) for k in row_keys if k not in key_names))
+    inputs = set()
+    if context[1]:  # on-demand views: the source features Feast reads, minus those requested
+        for view, names in grouped_refs:
+            prefix = view.projection.name_to_use().replace(":", "__")
+            for feature in names:
+                output = f"{prefix}__{feature}" if full_feature_names else feature
+                if output not in requested:
+                    inputs.add(output)
     return Plan(
         features,
         full_feature_names,
@@ -254,6 +411,8 @@ def _new_plan(
         extra,
         registry,
         registry_ts,
+        frozenset(inputs),
+        len(leading_keys),
     )
 
 

@@ -23,7 +23,7 @@ from feast.repo_config import RepoConfig
 from feast_parity.parity.sampling import Sampler
 from feast_parity.plugin.collect import BatchCollector
 from feast_parity.plugin.config import ParityConfig
-from feast_parity.plugin.hook import ServingHook
+from feast_parity.plugin.hook import ServingHook, capture_dropped_inputs, install_capture
 from feast_parity.store.writer import SampleWriter, install_sigterm_flush
 
 logger = logging.getLogger("feast_parity")
@@ -56,6 +56,7 @@ class ParityProvider(PassthroughProvider):
         if self._sampling:
             # SIGTERM flushes the queue first (main thread, default or Python handler only).
             install_sigterm_flush()
+            install_capture()  # on-demand inputs Feast drops from responses (plugin/hook.py)
 
     @property
     def repo_path(self) -> Any:
@@ -111,19 +112,23 @@ class ParityProvider(PassthroughProvider):
         **kwargs: Any,
     ) -> OnlineResponse:
         request_time = time.time()
-        response = super().get_online_features(
-            config=config,
-            features=features,
-            entity_rows=entity_rows,
-            registry=registry,
-            project=project,
-            full_feature_names=full_feature_names,
-            **kwargs,
+        decision = (
+            self.hook.decide(features, entity_rows, registry, project, full_feature_names)
+            if self._sampling
+            else None
         )
-        if self._sampling:
-            self.hook.observe(
-                features, entity_rows, response, request_time, registry, project, full_feature_names
+        with capture_dropped_inputs(decision):
+            response = super().get_online_features(
+                config=config,
+                features=features,
+                entity_rows=entity_rows,
+                registry=registry,
+                project=project,
+                full_feature_names=full_feature_names,
+                **kwargs,
             )
+        if decision is not None:
+            self.hook.observe(decision, entity_rows, response, request_time)
         return response
 
     async def get_online_features_async(  # type: ignore[override]
@@ -137,19 +142,23 @@ class ParityProvider(PassthroughProvider):
         **kwargs: Any,
     ) -> OnlineResponse:
         request_time = time.time()
-        response = await super().get_online_features_async(
-            config=config,
-            features=features,
-            entity_rows=entity_rows,
-            registry=registry,
-            project=project,
-            full_feature_names=full_feature_names,
-            **kwargs,
+        decision = (
+            self.hook.decide(features, entity_rows, registry, project, full_feature_names)
+            if self._sampling
+            else None
         )
-        if self._sampling:
-            self.hook.observe(
-                features, entity_rows, response, request_time, registry, project, full_feature_names
+        with capture_dropped_inputs(decision):
+            response = await super().get_online_features_async(
+                config=config,
+                features=features,
+                entity_rows=entity_rows,
+                registry=registry,
+                project=project,
+                full_feature_names=full_feature_names,
+                **kwargs,
             )
+        if decision is not None:
+            self.hook.observe(decision, entity_rows, response, request_time)
         return response
 
     async def close(self) -> None:

@@ -150,6 +150,39 @@ def served_columns(
     return columns
 
 
+def input_columns(
+    catalog: ViewCatalog, served: list[ServedColumn], full_feature_names: bool
+) -> list[ServedColumn]:
+    """The input feature columns Feast reads for the on-demand views among ``served``, named as
+    in the response before Feast drops them: ``feature``, or ``<source>__feature`` with full
+    feature names. Each is attributed to its source view, like a served column."""
+    columns: dict[str, ServedColumn] = {}
+    for view_name in dict.fromkeys(c.feature_view for c in served if c.on_demand):
+        info = catalog.get(view_name)
+        projections = getattr(info.view, "source_feature_view_projections", None) if info else None
+        for projection in (projections or {}).values():
+            source = catalog.get(projection.name)
+            if source is None:
+                continue
+            prefix = projection.name_to_use().replace(":", "__")
+            key_map = tuple(sorted((projection.join_key_map or {}).items()))
+            for field in projection.features:
+                output = f"{prefix}__{field.name}" if full_feature_names else field.name
+                columns.setdefault(
+                    output,
+                    ServedColumn(
+                        output,
+                        source.name,
+                        projection.name_to_use(),
+                        field.name,
+                        source.declared.get(field.name, "Invalid"),
+                        source.on_demand,
+                        key_map,
+                    ),
+                )
+    return list(columns.values())
+
+
 def _source_description(source: Any) -> dict[str, Any]:
     """Name, kind and location (path, table or query) of a data source."""
     if source is None:

@@ -241,10 +241,14 @@ def test_healthy_on_demand_views_are_compared_row_by_row_and_check_clean(repo: P
         assert rows[ref]["mismatches"] == 0
     views = _views(report)
     ratio = views["ratio_py"]["transformation"]
-    # the input view was served in svc_with_inputs only: those rows' inputs are known
+    # svc_projected does not ask for the input view: Feast reads it for the transformation
+    # and drops it from the response, and the hook logs it anyway, so every row's inputs are
+    # known (what serving fed) and agree with training's
     assert ratio["recomputed"] == with_inputs + projected
-    assert ratio["inputs_known"] == with_inputs
-    assert ratio["inputs_agreed"] == with_inputs
+    assert ratio["inputs_known"] == with_inputs + projected
+    assert ratio["inputs_agreed"] == with_inputs + projected
+    moved = ratio["moved_by_inputs"]["ratio"]
+    assert (moved["compared"], moved["moved"], moved["causes"]) == (with_inputs + projected, 0, [])
     assert ratio["code_drift"] is False
     assert [s["writers"] for s in ratio["serving"]] == [[writer_id()]]
     assert ratio["serving"][0]["matches_registry"] is True
@@ -358,8 +362,10 @@ def test_request_data_of_an_undeclared_type_is_schema_divergence_of_that_input(
 
 def test_inputs_newer_offline_than_materialized_are_not_a_divergence(repo: Path) -> None:
     """Rows that reach the offline source after the last materialization are not online yet:
-    serving computed from the materialized row, and so does the recomputation (the input is
-    read as of the end of the last materialization before the request)."""
+    serving computed from the materialized row, and so does the recomputation from what was
+    served, so the outputs have no transformation finding. Training, reading the newer row at
+    request time, computes other outputs: that is the input view's staleness, one finding on
+    ``stats`` that names the outputs it moves."""
     data = pd.read_parquet(repo / "data" / "stats.parquet")
     newest = data["event_timestamp"].max()
     later = data[data["event_timestamp"] == newest].copy()
@@ -369,8 +375,15 @@ def test_inputs_newer_offline_than_materialized_are_not_a_divergence(repo: Path)
     store = FeatureStore(repo_path=str(repo))
     served = serve(store, ["svc_projected"], range(4))
     report = _check(repo)
-    assert [f["message"] for f in report["findings"]] == [], report["notes"]
+    kinds = [(f["kind"], f.get("feature") or f.get("feature_view")) for f in report["findings"]]
+    assert kinds == [("stale_serving", "stats")], report["findings"]
+    stale = report["findings"][0]
+    assert stale["evidence"]["moves_outputs"] == [
+        {"feature": "ratio_py:ratio", "rows": served, "rate": 1.0}
+    ]
+    assert "also moves outputs ratio_py:ratio (100.0%)" in stale["message"]
     assert _rows(report)["ratio_py:ratio"]["compared"] == served
+    assert _rows(report)["ratio_py:ratio"]["mismatches"] == 0
     # ... whereas Feast's point-in-time read at request time gives the newer row
     entity = pd.DataFrame({"user_id": USERS, "event_timestamp": datetime.now(timezone.utc)})
     at_request = store.get_historical_features(entity, ["stats:spend"]).to_df()

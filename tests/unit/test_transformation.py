@@ -65,11 +65,13 @@ def test_served_inputs_are_found_by_request_row_with_their_time_and_hashes() -> 
     found, times, served = inputs.lookup("stats", probe, ["spend", "orders"])
     assert found.tolist() == [True, True, False, True]
     assert times.tolist() == [T - 9, T - 5, NO_TIME, T - 60_000_000]
-    hashes, null, requested = served["spend"]
-    assert requested.tolist() == [True, True, False, False]
-    assert null.tolist()[:2] == [True, False]
-    assert hashes[1] == value_hash(1.5, "Float64")
-    assert not served["orders"][2].any()  # never logged: unknown, not null
+    spend = served["spend"]
+    assert spend.requested.tolist() == [True, True, False, False]
+    assert spend.null.tolist()[:2] == [True, False]
+    assert spend.hashes[1] == value_hash(1.5, "Float64")
+    # the served values themselves come back too: the transformation is fed them again
+    assert spend.values.value(1) == 1.5 and spend.values.null[0] and spend.values.null[2]
+    assert not served["orders"].requested.any()  # never logged: unknown, not null
     assert inputs.lookup("nowhere", probe, ["spend"])[0].tolist() == [False] * 4
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feast_parity.parity.columns import CanonicalColumn, canonical_column
+from feast_parity.parity.columns import CanonicalColumn, canonical_column, plain_array
 from feast_parity.parity.samplelog.encode import _key_array, _loose_array
 from feast_parity.parity.samplelog.format import (
     _SCALAR_ARROW,
@@ -22,7 +22,6 @@ from feast_parity.parity.samplelog.format import (
     LogFormatError,
     arrow_type,
     batch_version,
-    json_text,
 )
 from feast_parity.parity.served import NO_TIME, ServedFeature, ServedRows
 
@@ -138,6 +137,11 @@ def decode_batch(
             if c.startswith("context:")
         }
         udf = object_array(col("udf_fingerprint")) if "udf_fingerprint" in names else None
+        full_names = (
+            pc.fill_null(col("full_feature_names"), False).to_numpy(zero_copy_only=False)
+            if "full_feature_names" in names
+            else None
+        )
         return ServedRows(
             feature_view=view,
             sample_ids=np.arange(first_sample_id, first_sample_id + n, dtype=np.int64)
@@ -156,6 +160,7 @@ def decode_batch(
             udf_fingerprint=udf,
             on_demand=on_demand,
             context=context,
+            full_feature_names=full_names,
         )
     except (KeyError, ValueError, TypeError, pa.ArrowException) as exc:
         raise LogFormatError(f"damaged sample-log batch: {type(exc).__name__}: {exc}") from None
@@ -216,19 +221,6 @@ def _parse_other(text: str) -> Any:
         return text
 
 
-def _plain(value: Any) -> Any:
-    """A canonical value as a plain Python value for an Arrow column (maps as dicts)."""
-    from feast_parity.parity.canonical import MapItems, Seconds
-
-    if type(value) is Seconds:
-        return int(value) * 1_000_000
-    if isinstance(value, MapItems):
-        return {k: _plain(v) for k, v in value}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def rows_table(rows: ServedRows) -> pa.Table:
     """ServedRows as a flat Arrow table for people and notebooks: one row per sampled row,
     ``key:``, ``value:``, ``status:``, ``hash:`` and ``kind:`` columns as in a v3 batch (values
@@ -250,24 +242,11 @@ def rows_table(rows: ServedRows) -> pa.Table:
         columns[KEY_PREFIX + name] = _key_array(values.tolist())
     for name, feature in sorted(rows.features.items()):
         column = feature.values
-        if column.kind in ("int", "float", "bool"):
-            values_array = pa.array(column.values, mask=column.null)
-        elif column.kind == "time":
-            values_array = pa.array(column.values * 1_000_000, pa.int64(), mask=column.null).cast(
-                TIME
-            )
-        else:
+        values_array = plain_array(column)
+        if column.kind == "object":
             from feast_parity.parity.canonical import Other
 
             others = [v if isinstance(v, Other) else None for v in column.values.tolist()]
-            plain = [
-                None if column.null[i] or others[i] is not None else _plain(column.values[i])
-                for i in range(n)
-            ]
-            try:
-                values_array = pa.array(plain)
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                values_array = pa.array([json_text(v) for v in plain], pa.string())
             if any(o is not None for o in others):
                 columns[f"other:{name}"] = pa.array(
                     [None if o is None else str(o) for o in others], pa.string()

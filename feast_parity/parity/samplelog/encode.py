@@ -120,7 +120,9 @@ class BatchBuilder:
     rows: int = 0
     # per request
     _sizes: list[int] = field(default_factory=list)
-    _requests: list[tuple[str, float, str | None, str, str | None]] = field(default_factory=list)
+    _requests: list[tuple[str, float, str | None, str, str | None, bool]] = field(
+        default_factory=list
+    )
     _layouts: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
     # per row
     _keys: dict[str, list[Any]] = field(default_factory=dict)
@@ -149,13 +151,16 @@ class BatchBuilder:
         request_data: Mapping[str, Sequence[Any]] | None = None,
         udf_fingerprint: str | None = None,
         context: Mapping[str, Sequence[Any]] | None = None,
+        full_feature_names: bool = False,
     ) -> None:
         """Add the sampled rows of one request: ``keys``, the view's join key columns by name;
         ``context``, the request's other join keys by name; ``features`` sorted."""
         before, k = self.rows, len(key_hashes)
         self._layouts.setdefault(tuple(features), []).append(len(self._sizes))
         self._sizes.append(k)
-        self._requests.append((request_id, request_time, service, projection, udf_fingerprint))
+        self._requests.append(
+            (request_id, request_time, service, projection, udf_fingerprint, full_feature_names)
+        )
         _extend(self._keys, keys, before, k)
         self._key_hashes.extend(key_hashes)
         self._event_times.extend(event_times)
@@ -176,7 +181,7 @@ class BatchBuilder:
 
     def to_batch(self) -> pa.RecordBatch:
         n, sizes = self.rows, np.asarray(self._sizes, dtype=np.int64)
-        request_ids, request_times, services, projections, udfs = zip(*self._requests)
+        request_ids, request_times, services, projections, udfs, full_names = zip(*self._requests)
         arrays: dict[str, pa.Array] = {}
 
         request_of_row = pa.array(np.repeat(np.arange(len(sizes)), sizes))
@@ -241,6 +246,7 @@ class BatchBuilder:
             arrays[f"request:{name}"] = _loose_array(self._request_data[name])
         if self.on_demand:
             arrays["udf_fingerprint"] = repeat(udfs, pa.string())
+            arrays["full_feature_names"] = repeat(full_names, pa.bool_())
         metadata = {
             META_VERSION: str(LOG_VERSION).encode(),
             META_VIEW: self.feature_view.encode("utf-8", "surrogatepass"),

@@ -32,6 +32,7 @@ column                   type                      meaning
 ``kind:<feature>``       dictionary<int8, string>  protobuf value kind served (``float_val``)
 ``request:<field>``      typed                     request-source inputs (on-demand views)
 ``udf_fingerprint``      string                    transformation the serving process ran
+``full_feature_names``   bool (on-demand views)    the request's ``full_feature_names``
 =======================  ========================  ===========================================
 
 The batch's schema metadata holds the log version, the view, the declared types, the redacted
