@@ -24,7 +24,7 @@ schedstat``), of its serving (main) thread (``time.thread_time``) and of the who
 (``time.process_time``), from the block's start to the end of its flush. Afterwards the
 ``parity@0.01`` worker times the sampling decision alone (``Sampler.sample_columns`` on the
 request's key columns, warm and cold caches) and the whole request-thread hook
-(``ParityProvider.hook.observe``).
+(``ParityProvider.hook.decide`` and ``observe``).
 
     .venv/bin/python benchmarks/serve_overhead.py [--rounds 60 --block 250] [--out FILE]
     .venv/bin/python benchmarks/serve_overhead.py --quick       # smoke run
@@ -195,7 +195,9 @@ class ServeWorker:
             entity_rows = [dict(r) for r in rows]
             before = self.stats().get("sampled_rows", 0)
             start = clock()
-            hook.observe(self.service, entity_rows, response, time.time(), registry, project, False)
+            decision = hook.decide(self.service, entity_rows, registry, project, False)
+            if decision is not None:
+                hook.observe(decision, entity_rows, response, time.time())
             hook_ns.append(clock() - start)
             sampled_requests += self.stats().get("sampled_rows", 0) > before
             self.flush()
@@ -457,7 +459,7 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         "demo's users and videos, already in the sampler's value cache (what a serving process "
         "sees for a popular catalog); *cold*: every value new to the sampler (one new user and "
         f"{ENTITIES} new videos per call, encoded and cached). *Hook*: the whole request-thread "
-        "work of `ParityProvider.hook.observe` on a real response (plan lookup, key columns, "
+        "work of `ParityProvider.hook.decide` + `observe` on a real response (plan lookup, key columns, "
         f"the decision, and for the {s['hook_sampled_requests']} of {len(hook)} requests that "
         "sampled a row the response copy, request id and queue append), writer drained "
         "between calls.",

@@ -100,6 +100,7 @@ class FeatureComparison:
     drift_confidence: float = 0.95
     fills: FillTallies = field(default_factory=FillTallies)
     rows: int = 0  # rows whose request asked for the feature
+    input_only_rows: int = 0  # of those, rows Feast read only as an on-demand view's input
     compared: int = 0  # of those, rows with an offline row at the served event time
     raw_mismatches: int = 0  # before fill-value rows are counted as silent defaults
     stale_rows: int = 0
@@ -194,6 +195,7 @@ class FeatureComparison:
         exact, stale = outcomes.exact[index], outcomes.stale[index]
         current = outcomes.current[index]
         self.rows += n
+        self.input_only_rows += int(feature.only_input.sum())
         kinds = feature.kinds
         online_null = feature.empty | (feature.status != FIELD_STATUS_PRESENT)
         if not feature.redacted:
@@ -470,6 +472,7 @@ class FeatureComparison:
         ]
         return {
             "rows": self.rows,
+            "input_only_rows": self.input_only_rows,
             "compared": self.compared,
             "offline_rows": self.offline_real,
             "mismatch_rate": _rate(mismatches, self.compared),
@@ -547,6 +550,7 @@ class FeatureComparison:
 
 _COUNTERS = (
     "rows",
+    "input_only_rows",
     "compared",
     "raw_mismatches",
     "stale_rows",

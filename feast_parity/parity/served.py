@@ -36,10 +36,19 @@ class ServedFeature:
     kinds: np.ndarray  # object: the protobuf value kind served ("float_val", None for null)
     declared_at_serving: dict[str, int] = field(default_factory=dict)  # type -> rows
     redacted: bool = False
+    # rows where Feast read the feature only as an on-demand view's input and did not return it
+    input_only: np.ndarray | None = None
 
     @property
     def requested(self) -> np.ndarray:
         return self.status != FIELD_STATUS_INVALID
+
+    @property
+    def only_input(self) -> np.ndarray:
+        """Rows where the feature was read only for on-demand views (not returned)."""
+        if self.input_only is None:
+            return np.zeros(len(self.status), dtype=bool)
+        return self.input_only & self.requested
 
     @property
     def empty(self) -> np.ndarray:
@@ -56,6 +65,7 @@ class ServedFeature:
             self.kinds[index],
             dict(self.declared_at_serving),
             self.redacted,
+            None if self.input_only is None else self.input_only[index],
         )
 
 
@@ -149,6 +159,9 @@ def concat_rows(parts: Sequence[ServedRows]) -> ServedRows:
             np.concatenate([p.kinds for p in pieces]),
             declared_counts,
             any(p.redacted for p in pieces),
+            np.concatenate([p.only_input for p in pieces])
+            if any(p.input_only is not None for p in pieces)
+            else None,
         )
     udf = None
     if any(p.udf_fingerprint is not None for p in parts):

@@ -65,6 +65,7 @@ class _Layout(NamedTuple):
     key_sources: list[int]  # per join key, its index in plan.key_names
     request_fields: list[tuple[str, int]]  # (request field, index in plan.extra_names)
     udf_fingerprint: str | None
+    input_only: frozenset[str] = frozenset()  # read for on-demand views only, not returned
 
 
 def read_values(
@@ -177,13 +178,16 @@ class BatchCollector:
         catalog = ViewCatalog(plan.registry, plan.project)
         features = plan.features if plan.service is not None else list(plan.features)
         columns = served_columns(catalog, features, plan.full_feature_names)
+        captured: set[str] = set()
         if snap.inputs is not None:  # on-demand inputs Feast read and dropped (plugin/hook.py)
             kept = set(snap.inputs.metadata.feature_names.val)
-            columns += [
+            extra = [
                 c
                 for c in input_columns(catalog, columns, plan.full_feature_names)
                 if c.output_name in kept
             ]
+            captured = {c.output_name for c in extra}
+            columns += extra
         position = {name: i for i, name in enumerate(names)}
         key_index = {name: i for i, name in enumerate(plan.key_names)}
         extra_index = {name: i for i, name in enumerate(plan.extra_names)}
@@ -228,6 +232,7 @@ class BatchCollector:
                     sources,
                     request_fields,
                     udf_fingerprint(info.view) if info is not None and info.on_demand else None,
+                    frozenset(c.feature for c in group if c.output_name in captured),
                 )
             )
         if len(plan.layouts) >= 64:
@@ -306,6 +311,7 @@ class BatchCollector:
                     if name not in layout.join_keys
                 },
                 full_feature_names=snap.plan.full_feature_names,
+                input_only=layout.input_only,
             )
             added += n
         return added

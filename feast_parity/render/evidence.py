@@ -79,6 +79,26 @@ def evidence_block(finding: Mapping[str, Any]) -> dict[str, Any]:
             facts.append(("diverging rows with served inputs", count(evidence.get("inputs_known"))))
             facts.append(("of those, inputs equal offline", count(evidence.get("inputs_agreed"))))
         table = _examples(evidence)
+    elif kind == "transformation_divergence" and "request_field" in evidence:
+        facts.append(("cause", _text(evidence.get("cause"))))
+        facts.append(("request field", _text(evidence.get("request_field"))))
+        facts.append(("shadowed input", _text(evidence.get("shadowed_feature"))))
+        facts.append(
+            (
+                "request value differs from the stored one",
+                _share(evidence.get("request_differs"), evidence.get("rows")),
+            )
+        )
+        rates = evidence.get("moved_rates")
+        if isinstance(rates, Mapping):
+            facts.append(("outputs moved", ", ".join(f"{k} ({pct(v)})" for k, v in rates.items())))
+        rows = [e for e in evidence.get("examples") or [] if isinstance(e, Mapping)]
+        if rows:
+            columns = ("entity", "request_time", "request_value", "stored_value")
+            table = (
+                ["entity", "request time", "request value", "stored value"],
+                [[_text(e.get(c)) for c in columns] for e in rows],
+            )
     elif kind == "transformation_divergence":
         facts.append(("cause", _text(evidence.get("cause"))))
         facts.append(("registry fingerprint", _text(evidence.get("registry_udf_fingerprint"))))
@@ -139,6 +159,14 @@ def evidence_block(finding: Mapping[str, Any]) -> dict[str, Any]:
         ]
     if "cohort" in finding and isinstance(finding["cohort"], Mapping):
         facts.insert(0, ("cohort", _text(finding["cohort"].get("label"))))
+    moves = [m for m in evidence.get("moves_outputs") or [] if isinstance(m, Mapping)]
+    if moves:
+        facts.append(
+            (
+                "also moves on-demand outputs",
+                ", ".join(f"{m.get('feature')} ({pct(m.get('rate'))})" for m in moves),
+            )
+        )
     folded = [f for f in evidence.get("folded") or [] if isinstance(f, Mapping)]
     if folded:
         facts.append(

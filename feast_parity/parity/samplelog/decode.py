@@ -120,6 +120,9 @@ def decode_batch(
                 kinds,
                 {declared[name]: int((status != 0).sum())},
                 name in redacted,
+                pc.fill_null(col(f"input_only:{name}"), False).to_numpy(zero_copy_only=False)
+                if f"input_only:{name}" in names
+                else None,
             )
         keys = {
             c[len(KEY_PREFIX) :]: object_array(col(c))

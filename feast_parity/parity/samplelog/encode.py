@@ -133,6 +133,7 @@ class BatchBuilder:
     _kinds: dict[str, list[Any]] = field(default_factory=dict)
     _request_data: dict[str, list[Any]] = field(default_factory=dict)
     _context: dict[str, list[Any]] = field(default_factory=dict)
+    _input_only: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(
         self,
@@ -152,9 +153,11 @@ class BatchBuilder:
         udf_fingerprint: str | None = None,
         context: Mapping[str, Sequence[Any]] | None = None,
         full_feature_names: bool = False,
+        input_only: frozenset[str] = frozenset(),
     ) -> None:
         """Add the sampled rows of one request: ``keys``, the view's join key columns by name;
-        ``context``, the request's other join keys by name; ``features`` sorted."""
+        ``context``, the request's other join keys by name; ``features`` sorted;
+        ``input_only``, the features Feast read only for on-demand views (not returned)."""
         before, k = self.rows, len(key_hashes)
         self._layouts.setdefault(tuple(features), []).append(len(self._sizes))
         self._sizes.append(k)
@@ -173,6 +176,8 @@ class BatchBuilder:
             _extend(self._values, values, before, k)
             _extend(self._statuses, statuses, before, k)
             _extend(self._kinds, kinds, before, k)
+        if input_only or self._input_only:
+            _extend(self._input_only, {name: [True] * k for name in input_only}, before, k)
         if request_data or self._request_data:
             _extend(self._request_data, request_data or {}, before, k)
         if context or self._context:
@@ -223,6 +228,10 @@ class BatchBuilder:
             feature_arrays[f"status:{name}"] = pa.array(self._statuses[name], type=pa.int8())
             feature_arrays[f"hash:{name}"] = pa.array(hashes[name], type=pa.uint64())
             feature_arrays[f"kind:{name}"] = _kind_array(self._kinds[name])
+            if name in self._input_only:
+                feature_arrays[f"input_only:{name}"] = pa.array(
+                    self._input_only[name], type=pa.bool_()
+                )
         row_hash = np.zeros(n, dtype=np.uint64)
         fingerprints = np.zeros(n, dtype=np.uint64)
         request_index = np.repeat(np.arange(len(sizes)), sizes)
