@@ -115,6 +115,15 @@ class RequestSnapshot(NamedTuple):
     inputs: GetOnlineFeaturesResponse | None = None
 
 
+class HookFailure(NamedTuple):
+    """A request the hook could not decide on (mixed key kinds, say): counted only once Feast
+    has served it, as Feast itself rejects most such requests."""
+
+    error: Exception
+    writer: SampleWriter | None
+    dropped: None = None
+
+
 class Decision(NamedTuple):
     """A request's sampling decision, taken before Feast reads (see :meth:`ServingHook.decide`)."""
 
@@ -191,7 +200,7 @@ def install_capture() -> None:
 
 
 @contextmanager
-def capture_dropped_inputs(decision: Decision | None) -> Iterator[None]:
+def capture_dropped_inputs(decision: Decision | HookFailure | None) -> Iterator[None]:
     """Inside, Feast's dropped columns go to ``decision.dropped`` (when the decision has a
     sampled row and its plan has inputs to keep); otherwise nothing happens."""
     if decision is None or decision.dropped is None:
@@ -242,7 +251,7 @@ class ServingHook:
         registry: Any,
         project: str,
         full_feature_names: bool,
-    ) -> Decision | None:
+    ) -> Decision | HookFailure | None:
         """Which rows of a request to sample, before Feast reads; None when none is (or the
         sample store cannot take them: counted as dropped). Never raises, never does I/O."""
         writer: SampleWriter | None = None
@@ -294,14 +303,21 @@ class ServingHook:
                 return None
             dropped: list[tuple[int, str, Any]] | None = [] if plan.input_names else None
             return Decision(plan, columnar, columns, sampled, canonical, n_rows, writer, dropped)
-        except Exception as exc:  # EntityKeyError (mixed key kinds) included: count, log once
-            self._hook_error(writer, exc)
-            return None
+        except Exception as exc:  # EntityKeyError (mixed key kinds) included: see observe
+            return HookFailure(exc, writer)
 
     def observe(
-        self, decision: Decision, entity_rows: Any, response: Any, request_time: float
+        self,
+        decision: Decision | HookFailure,
+        entity_rows: Any,
+        response: Any,
+        request_time: float,
     ) -> None:
-        """Queue the snapshot of a sampled request. Never raises, never does I/O."""
+        """Queue the snapshot of a sampled request (or count the decision's failure, now that
+        Feast served the request). Never raises, never does I/O."""
+        if isinstance(decision, HookFailure):
+            self._hook_error(decision.writer, decision.error)
+            return
         try:
             plan, sampled = decision.plan, decision.sampled
             proto = response.proto

@@ -451,3 +451,35 @@ def test_feast_feeds_a_shadowed_request_field_differently_on_each_path(
     else:
         assert out["offline_full_False"] == "IbisInputError", out
     assert out["offline_full_True"] == [[pytest.approx(stored)]]
+
+
+def test_a_request_field_named_like_a_served_feature_is_never_a_join_key(repo: Path) -> None:
+    """Issue 30 item 4: the request asks for ``applicant:income`` itself and sends ``income``
+    as request data, so the response holds two ``income`` columns. The hook still samples by
+    ``applicant_id`` alone (the same applicants as a request without the field), raises
+    nothing, and drops no request."""
+    from feast_parity.parity.sampling import Sampler
+
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["parity"]["sample_rate"] = 0.5
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    store = FeatureStore(repo_path=str(repo))
+    rows = [{"applicant_id": a, "income": 1.5 * a, "loan": 10.0} for a in APPLICANTS]
+    response = store.get_online_features(
+        ["applicant:income", "afford:loan_to_income"], entity_rows=rows
+    ).to_dict()
+    assert len(response["applicant_id"]) == len(APPLICANTS)
+    provider = store._get_provider()
+    assert provider.flush_samples()
+    stats = provider.parity_stats()
+    assert stats["hook_errors"] == 0 and stats["dropped_rows"] == 0, stats
+    sampler = Sampler(0.5, 5)
+    expected = {a for a in APPLICANTS if sampler.decide({"applicant_id": a})}
+    assert 0 < len(expected) < len(APPLICANTS)
+    log = feast_parity.read_samples(f"sqlite:///{repo}/data/parity.db", feature_view="afford")
+    assert set(log.column("key:applicant_id").to_pylist()) == expected
+    assert "key:income" not in log.column_names
+    by_key = dict(
+        zip(log.column("key:applicant_id").to_pylist(), log.column("request:income").to_pylist())
+    )
+    assert all(by_key[a] == 1.5 * a for a in expected)
