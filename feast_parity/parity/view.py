@@ -133,8 +133,8 @@ def recomputed_outcomes(
 
 def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:
     """Per row, the row hash of the offline values at the served event time over the features
-    that row requested (0 where a feature is missing offline): equal to the logged row hash
-    exactly when every requested feature agrees."""
+    that row requested (not those read only for on-demand views; 0 where a feature is missing
+    offline): equal to the logged row hash exactly when every requested feature agrees."""
     from feast_parity.parity.columns import row_hashes
     from feast_parity.parity.hashing import schema_fingerprint
 
@@ -143,7 +143,9 @@ def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:
     names = sorted(served.features)
     if not names:
         return out
-    requested = np.stack([served.features[f].status != 0 for f in names], axis=1)
+    requested = np.stack(
+        [served.features[f].requested & ~served.features[f].only_input for f in names], axis=1
+    )
     # one code per pattern of requested features (packed bits: np.unique on rows is slow)
     packed = np.packbits(requested, axis=1)
     width = packed.shape[1]

@@ -181,9 +181,12 @@ class BatchCollector:
         captured: set[str] = set()
         if snap.inputs is not None:  # on-demand inputs Feast read and dropped (plugin/hook.py)
             kept = set(snap.inputs.metadata.feature_names.val)
+            # only of on-demand views whose outputs the caller received: a python-mode view
+            # asked with full feature names returns none (docs/feast_facts.md T6)
+            returned = [c for c in columns if c.output_name in names]
             extra = [
                 c
-                for c in input_columns(catalog, columns, plan.full_feature_names)
+                for c in input_columns(catalog, returned, plan.full_feature_names)
                 if c.output_name in kept
             ]
             captured = {c.output_name for c in extra}
@@ -292,7 +295,9 @@ class BatchCollector:
             else:
                 times = [0.0] * n
             self._builder(layout).add(
-                features=layout.feature_names,
+                # the row hash covers what the caller received, not inputs read for on-demand
+                # views only
+                features=tuple(f for f in layout.feature_names if f not in layout.input_only),
                 request_id=snap.request_id,
                 request_time=snap.request_time,
                 service=snap.plan.service,

@@ -195,7 +195,7 @@ def install_capture() -> None:
                 )
             return original(response, requested)
 
-        utils._drop_unneeded_columns = drop_unneeded_columns
+        utils._drop_unneeded_columns = drop_unneeded_columns  # type: ignore[assignment]
         _installed.append(original)
 
 

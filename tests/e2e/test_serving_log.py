@@ -285,15 +285,22 @@ class Served:
         return len(self.rows) * len(views)
 
 
+def input_only(row: dict[str, Any], features: list[str]) -> set[str]:
+    """Features of a log row that Feast read only for an on-demand view (not returned)."""
+    return {f for f in features if row.get(f"input_only:{f}")}
+
+
 def log_item(row: dict[str, Any], view: str, features: list[str]) -> tuple[Any, ...]:
-    """A log row in the form of :meth:`Served.expected`."""
+    """A log row in the form of :meth:`Served.expected` (features read only for on-demand
+    views are left out: the caller did not receive them)."""
     cells = {}
+    inputs = input_only(row, features)
     for f in features:
-        status = row.get(f"status:{f}")
+        status = None if f in inputs else row.get(f"status:{f}")
         cells[f] = (
-            row.get(f"value:{f}"),
+            None if f in inputs else row.get(f"value:{f}"),
             status,
-            row.get(f"kind:{f}"),
+            None if f in inputs else row.get(f"kind:{f}"),
             None if status is None else row.get(f"hash:{f}"),
         )
     return (
@@ -341,6 +348,19 @@ def assert_log_matches(
     value_hashes: dict[tuple[str, str, str], int] = {}
     for records in by_request.values():
         index = index_of_user[request_user(records)]
+        asked_odfv = ON_DEMAND_VIEW in {view for view, _ in records}
+        for view, r in records:
+            # inputs read for the on-demand view only: logged, marked, never without it
+            marked = input_only(r, features_of[view])
+            assert not marked or asked_odfv, (view, marked)
+            assert all(r[f"status:{f}"] is not None for f in marked)
+        records = [
+            (view, r)
+            for view, r in records
+            if not all(
+                r.get(f"status:{f}") is None or r.get(f"input_only:{f}") for f in features_of[view]
+            )
+        ]
         assert index not in found, f"request {index} was logged under two request ids"
         found.add(index)
         request = served[index]
@@ -353,6 +373,7 @@ def assert_log_matches(
         )
         for view, r in records:
             asked = {f for f in features_of[view] if r.get(f"status:{f}") is not None}
+            asked -= input_only(r, features_of[view])
             if reports_not_found:
                 status = expected_status(view, *_user_video(r, view, request))
                 assert {r[f"status:{f}"] for f in asked} == {status}, (view, r)
