@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +25,7 @@ from feast_parity.parity.samplelog import (
     LogFormatError,
     NewerLogError,
     batch_version,
+    batch_view,
     decode_batch,
     from_ipc,
 )
@@ -33,7 +33,7 @@ from feast_parity.parity.samplelog.format import KEY_PREFIX, TIME
 from feast_parity.parity.samplelog.v2 import Skipped, decode_rows
 from feast_parity.parity.served import ServedRows, concat_rows
 from feast_parity.store.schema import sample_batches_table, samples_v2_table
-from feast_parity.store.sinks import hour_label
+from feast_parity.store.sinks import hour_label, plain_view
 
 # sample ids of v3 rows: batch id (SQL) or file number (Parquet) times this, plus the row
 BATCH_ID_STRIDE = 1 << 24
@@ -255,11 +255,18 @@ class SampleLog:
                 continue
             hour = hour_part[len("hour=") :]
             if first <= hour <= last:
-                out.setdefault(unquote(view_part[len("feature_view=") :]), []).append(entry.path)
-        for files in out.values():
+                value = view_part[len("feature_view=") :]
+                out.setdefault(value, []).append(entry.path)
+        by_view: dict[str, list[str]] = {}
+        for value, files in out.items():
+            view = plain_view(value)
+            if view is None:  # a long name's hashed directory: its files name the view
+                view = _view_named_by(filesystem, files) or value
+            by_view.setdefault(view, []).extend(files)
+        for files in by_view.values():
             files.sort()
-        self._listing[(since, until)] = out
-        return out
+        self._listing[(since, until)] = by_view
+        return by_view
 
     def _read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
         import pyarrow.parquet as pq
@@ -290,6 +297,18 @@ class SampleLog:
 
         parts = _prefetch(read, list(enumerate(files)))
         yield from _decoded_chunks(parts, since, until, chunk_rows)
+
+
+def _view_named_by(filesystem: Any, files: list[str]) -> str | None:
+    """The view named in the metadata of the first readable file of a hashed partition."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(files):
+        try:
+            return batch_view(pq.read_schema(path, filesystem=filesystem))
+        except (LogFormatError, OSError, pa.ArrowException):
+            continue
+    return None
 
 
 def parquet_first_id(number: int) -> int:
