@@ -147,11 +147,18 @@ HASHED_MARK = "@"  # quote(safe="") escapes "@" (as %40): a plain value never ho
 MAX_WRITER_CHARS = 100
 
 
-def _cut_quoted(text: str, limit: int) -> str:
-    """The first ``limit`` characters of a URL-quoted text, never cutting a ``%XX`` escape."""
-    cut = text[:limit]
-    tail = cut.rfind("%")
-    return cut[:tail] if tail > len(cut) - 3 else cut
+def _quoted_prefix(text: str, limit: int) -> str:
+    """The URL-quoted form of the longest prefix of ``text`` (whole characters) that quotes to
+    at most ``limit`` characters."""
+    out: list[str] = []
+    size = 0
+    for char in text:
+        piece = quote(char, safe="")
+        if size + len(piece) > limit:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
 
 
 def partition_value(view: str) -> str:
@@ -163,14 +170,15 @@ def partition_value(view: str) -> str:
     >>> partition_value("user_engagement")
     'user_engagement'
     >>> value = partition_value("名" * 28)   # 84 UTF-8 bytes, 252 quoted characters
-    >>> value.split("@")[0] == "%E5%90%8D" * 10, len(value.split("@")[1])
+    >>> prefix, digest = value.split("@")
+    >>> prefix == "%E5%90%8D" * 10, len(digest)   # whole characters only, then the hash
     (True, 32)
     """
     quoted = quote(view, safe="")
     if len(quoted) <= MAX_PLAIN_VALUE:
         return quoted
     digest = xxhash.xxh3_128_hexdigest(view.encode("utf-8", "surrogatepass"))
-    return f"{_cut_quoted(quoted, _PREFIX_CHARS)}{HASHED_MARK}{digest}"
+    return f"{_quoted_prefix(view, _PREFIX_CHARS)}{HASHED_MARK}{digest}"
 
 
 def plain_view(value: str) -> str | None:
@@ -190,7 +198,7 @@ class ParquetSink:
         self.writer = writer
         self._token = uuid.uuid4().hex[:8]  # two processes with one host:pid (containers)
         self._seq = itertools.count()
-        self._writer_part = _cut_quoted(quote(writer, safe=""), MAX_WRITER_CHARS)
+        self._writer_part = _quoted_prefix(writer, MAX_WRITER_CHARS)
 
     def describe(self) -> str:
         return self.location
