@@ -16,15 +16,23 @@ plugin adds two jobs (namespace: the block's ``namespace``):
   ``success`` when that feature has no fail finding of that kind.
 
 The transport is the one Feast's block describes (``http``, ``file``, ``console``, ``kafka``; a
-relative ``file`` path is under the repo). Sending never raises: a failed send is counted
+relative ``file`` path is under the repo). Lineage is an observer: events are sent by one
+sender thread per process (:class:`Outbox`), never on the caller's thread, and a caller (a
+training ``to_df``, the end of a check) waits for its events at most :data:`WAIT_SECONDS`,
+whatever the endpoint does (answers slowly, never, or refuses). An HTTP send gives up after
+:data:`SEND_TIMEOUT_SECONDS`, without retries. Sending never raises: an event that could not be
+sent (transport error, queue full, still unsent when the process exits) is counted
 (:data:`FAILED_EVENTS`) and logged once per process.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
+import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +43,97 @@ logger = logging.getLogger(__name__)
 PRODUCER = "https://github.com/feast-parity/feast-parity"
 FAILED_EVENTS = {"count": 0}  # events that could not be sent, in this process
 _WARNED = {"done": False}
+WAIT_SECONDS = 0.5  # the longest a training retrieval or a check waits for its events
+SEND_TIMEOUT_SECONDS = 2.0  # one HTTP send, connect and answer (no retries)
+MAX_QUEUED = 1000  # events waiting for the sender; beyond, an event is dropped and counted
+
+
+def _failed(why: str, events: int = 1) -> None:
+    """Count events that could not be sent; log the first failure of the process."""
+    FAILED_EVENTS["count"] += events
+    if not _WARNED["done"]:
+        _WARNED["done"] = True
+        logger.warning(
+            "feast-parity: OpenLineage event not sent (%s); later failures are only counted",
+            why,
+        )
+
+
+class Outbox:
+    """The process's OpenLineage sender: a bounded queue and one daemon thread that sends each
+    event through its client. Callers only queue (never block) and then :meth:`wait` a bounded
+    time; at exit, what is still unsent is counted as not sent."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Any, Any]] = deque()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._slow = False  # a wait ran out: at exit, do not wait again
+
+    def put(self, client: Any, event: Any) -> bool:
+        """Queue an event for sending; False (the caller counts it) when the queue is full."""
+        with self._cond:
+            if len(self._queue) >= MAX_QUEUED:
+                return False
+            self._queue.append((client, event))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="feast-parity-openlineage", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+        return True
+
+    def wait(self, timeout: float = WAIT_SECONDS) -> bool:
+        """Wait until every queued event is sent or failed, at most ``timeout`` seconds."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._slow = True
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    @property
+    def pending(self) -> int:
+        """Events queued or being sent."""
+        with self._cond:
+            return len(self._queue) + int(self._busy)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                client, event = self._queue.popleft()
+                self._busy = True
+            try:
+                client.emit(event)
+            except BaseException as exc:  # the sender never dies of an event
+                _failed(repr(exc))
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def close(self) -> None:
+        """At exit: a last bounded wait (none if the endpoint was already too slow), then
+        count and log what could not be sent."""
+        if not self._slow:
+            self.wait()
+        unsent = self.pending
+        if unsent:
+            _failed(f"{unsent} still unsent at exit: the endpoint did not answer in time", unsent)
+            logger.warning("feast-parity: %d OpenLineage event(s) not sent at exit", unsent)
+
+
+OUTBOX = Outbox()
+atexit.register(OUTBOX.close)
 # the checks whose outcome is an assertion per feature (a view-level finding counts for each
 # feature it names)
 ASSERTED_KINDS = (
@@ -80,6 +179,9 @@ class LineageEmitter:
 
             settings = block.to_openlineage_config()
             transport = settings.get_transport_config()
+            if transport and transport.get("type") == "http":
+                # bounded: a send that waits on a silent endpoint holds up the events after it
+                transport = {**transport, "timeout": SEND_TIMEOUT_SECONDS, "retry": {"total": 0}}
             if transport and transport.get("type") == "file":
                 path = Path(transport.get("log_file_path", "openlineage_events.json"))
                 repo_path = getattr(repo_config, "repo_path", None)
@@ -100,13 +202,7 @@ class LineageEmitter:
         return self.client is not None
 
     def _failed(self, why: str) -> None:
-        FAILED_EVENTS["count"] += 1
-        if not _WARNED["done"]:
-            _WARNED["done"] = True
-            logger.warning(
-                "feast-parity: OpenLineage event not sent (%s); later failures are only counted",
-                why,
-            )
+        _failed(why)
 
     def emit(
         self,
@@ -116,7 +212,8 @@ class LineageEmitter:
         inputs: list[Any] | None = None,
         outputs: list[Any] | None = None,
     ) -> bool:
-        """Send one run event; False (counted, never raised) when it could not be sent."""
+        """Queue one run event for the sender thread; False (counted, never raised) when it
+        could not be built or queued. The caller does not wait here (see :meth:`wait`)."""
         if self.client is None:
             return False
         try:
@@ -131,11 +228,17 @@ class LineageEmitter:
                 inputs=inputs or [],
                 outputs=outputs or [],
             )
-            self.client.emit(event)
-            return True
         except Exception as exc:
             self._failed(repr(exc))
             return False
+        if not OUTBOX.put(self.client, event):
+            self._failed(f"more than {MAX_QUEUED} events waiting to be sent")
+            return False
+        return True
+
+    def wait(self) -> bool:
+        """Let the sender send what was queued, at most :data:`WAIT_SECONDS`."""
+        return OUTBOX.wait() if self.enabled else True
 
 
 def new_run_id() -> str:
@@ -191,7 +294,11 @@ def emit_training_retrieval(
     except Exception as exc:
         emitter._failed(repr(exc))
         return False
-    return emitter.emit(f"{project}.training_retrieval", new_run_id(), "COMPLETE", inputs, [output])
+    queued = emitter.emit(
+        f"{project}.training_retrieval", new_run_id(), "COMPLETE", inputs, [output]
+    )
+    emitter.wait()
+    return queued
 
 
 def check_inputs(namespace: str, report: Mapping[str, Any]) -> list[Any]:
@@ -291,6 +398,8 @@ class CheckRun:
             self.emitter._failed(repr(exc))
             return
         self.emitter.emit(self.job, self.run_id, "COMPLETE", inputs)
+        self.emitter.wait()
 
     def fail(self) -> None:
         self.emitter.emit(self.job, self.run_id, "FAIL")
+        self.emitter.wait()
