@@ -253,6 +253,75 @@ def _schema_facet(fields: Mapping[str, str]) -> Any:
     )
 
 
+REQUEST_SOURCE_PREFIX = "request_source/"  # dataset name of a request source's fields
+
+
+def upstream_of(inputs: list[Mapping[str, Any]]) -> list[tuple[str, dict[str, str]]]:
+    """(dataset name, fields read -> type) of everything an on-demand view is computed from,
+    its on-demand inputs' own inputs included (``inputs``: its lineage record's ``inputs``).
+
+    >>> upstream_of([{"name": "a", "feature_view": "a", "kind": "feature_view",
+    ...               "fields": [{"name": "x", "type": "Int64"}]},
+    ...              {"name": "r", "kind": "request_source",
+    ...               "fields": [{"name": "y", "type": "Float64"}]}])
+    [('a', {'x': 'Int64'}), ('request_source/r', {'y': 'Float64'})]
+    """
+    out: list[tuple[str, dict[str, str]]] = []
+    for item in inputs:
+        fields = {str(f["name"]): str(f["type"]) for f in item.get("fields") or []}
+        if item.get("kind") == "request_source":
+            out.append((f"{REQUEST_SOURCE_PREFIX}{item['name']}", fields))
+            continue
+        out.append((str(item.get("feature_view") or item["name"]), fields))
+        out.extend(upstream_of(item.get("inputs") or []))
+    return out
+
+
+def _column_lineage(namespace: str, features: list[str], inputs: list[Mapping[str, Any]]) -> Any:
+    """A ``columnLineage`` facet: each on-demand output computed from every field it reads."""
+    from openlineage.client.facet_v2 import column_lineage_dataset as lineage_facet
+
+    sources = [
+        lineage_facet.InputField(namespace=namespace, name=name, field=field)
+        for name, fields in upstream_of(inputs)
+        for field in fields
+    ]
+    return lineage_facet.ColumnLineageDatasetFacet(
+        fields={
+            feature: lineage_facet.Fields(
+                inputFields=sources,
+                transformationType="INDIRECT",
+                transformationDescription="on-demand feature view transformation",
+            )
+            for feature in features
+        }
+    )
+
+
+def _input_datasets(
+    namespace: str,
+    read: Mapping[str, Mapping[str, str]],
+    inputs_of: Mapping[str, list[Mapping[str, Any]]],
+) -> list[Any]:
+    """Input datasets of a run: each view read (``read``: view -> fields -> type) and,
+    for an on-demand view among them, everything it is computed from (``inputs_of``), each
+    once with the union of the fields read of it; an on-demand view carries a
+    ``columnLineage`` facet naming the fields its outputs come from."""
+    from openlineage.client.event_v2 import InputDataset
+
+    fields: dict[str, dict[str, str]] = {v: dict(f) for v, f in read.items()}
+    for inputs in inputs_of.values():
+        for name, upstream in upstream_of(inputs):
+            fields.setdefault(name, {}).update(upstream)
+    datasets = []
+    for name, schema in sorted(fields.items()):
+        facets: dict[str, Any] = {"schema": _schema_facet(schema)}
+        if inputs_of.get(name):
+            facets["columnLineage"] = _column_lineage(namespace, sorted(schema), inputs_of[name])
+        datasets.append(InputDataset(namespace=namespace, name=name, facets=facets))
+    return datasets
+
+
 def emit_training_retrieval(
     repo_config: Any,
     project: str,
@@ -266,21 +335,19 @@ def emit_training_retrieval(
     if not emitter.enabled:
         return False
     try:
-        from openlineage.client.event_v2 import InputDataset, OutputDataset
+        from openlineage.client.event_v2 import OutputDataset
         from openlineage.client.facet_v2 import output_statistics_output_dataset as stats
 
         by_view: dict[str, dict[str, str]] = {}
         fingerprints: dict[str, str] = {}
+        inputs_of: dict[str, list[Mapping[str, Any]]] = {}
         for ref, record in features.items():
             view, feature = ref.split(":", 1)
             by_view.setdefault(view, {})[feature] = str(record.get("declared_type", ""))
             fingerprints[ref] = str(record.get("definition_fingerprint", ""))
-        inputs = [
-            InputDataset(
-                namespace=emitter.namespace, name=view, facets={"schema": _schema_facet(f)}
-            )
-            for view, f in sorted(by_view.items())
-        ]
+            if record.get("inputs"):  # an on-demand view: what it is computed from
+                inputs_of[view] = list(record["inputs"])
+        inputs = _input_datasets(emitter.namespace, by_view, inputs_of)
         output = OutputDataset(
             namespace=emitter.namespace,
             name=f"training_dataset/{dataset_id}",
@@ -301,8 +368,14 @@ def emit_training_retrieval(
     return queued
 
 
-def check_inputs(namespace: str, report: Mapping[str, Any]) -> list[Any]:
-    """The check's input datasets with their data-quality facets, from its report."""
+def check_inputs(
+    namespace: str,
+    report: Mapping[str, Any],
+    inputs_of: Mapping[str, list[Mapping[str, Any]]] | None = None,
+) -> list[Any]:
+    """The check's input datasets with their data-quality facets, from its report; for each
+    checked on-demand view (``inputs_of``: view -> its lineage ``inputs``), what it is
+    computed from, and a ``columnLineage`` facet on it."""
     from openlineage.client.event_v2 import InputDataset
     from openlineage.client.facet_v2 import (
         data_quality_assertions_dataset as assertions_facet,
@@ -361,10 +434,17 @@ def check_inputs(namespace: str, report: Mapping[str, Any]) -> list[Any]:
                         column=feature,
                     )
                 )
+        upstream = (inputs_of or {}).get(view)
+        lineage_facets = (
+            {"columnLineage": _column_lineage(namespace, sorted(columns), upstream)}
+            if upstream
+            else {}
+        )
         inputs.append(
             InputDataset(
                 namespace=namespace,
                 name=view,
+                facets=lineage_facets,
                 inputFacets={
                     "dataQualityMetrics": metrics_facet.DataQualityMetricsInputDatasetFacet(
                         columnMetrics=columns, rowCount=rows_of_view.get(view, 0)
@@ -375,16 +455,29 @@ def check_inputs(namespace: str, report: Mapping[str, Any]) -> list[Any]:
                 },
             )
         )
+    checked = {d.name for d in inputs}
+    for view, upstream in sorted((inputs_of or {}).items()):
+        if view not in features_of:
+            continue
+        for name, fields in upstream_of(upstream):
+            if name not in checked:  # a view the check read only as an on-demand input
+                checked.add(name)
+                inputs.append(
+                    InputDataset(
+                        namespace=namespace, name=name, facets={"schema": _schema_facet(fields)}
+                    )
+                )
     return inputs
 
 
 class CheckRun:
     """The START and the COMPLETE or FAIL event of one parity check."""
 
-    def __init__(self, repo_config: Any, project: str) -> None:
+    def __init__(self, repo_config: Any, project: str, catalog: Any = None) -> None:
         self.emitter = LineageEmitter(repo_config)
         self.job = f"{project}.parity_check"
         self.run_id = new_run_id()
+        self.catalog = catalog  # a ViewCatalog: what the checked on-demand views read
 
     def start(self) -> None:
         self.emitter.emit(self.job, self.run_id, "START")
@@ -393,12 +486,25 @@ class CheckRun:
         if not self.emitter.enabled:
             return
         try:
-            inputs = check_inputs(self.emitter.namespace, report)
+            inputs = check_inputs(self.emitter.namespace, report, self._inputs_of(report))
         except Exception as exc:
             self.emitter._failed(repr(exc))
             return
         self.emitter.emit(self.job, self.run_id, "COMPLETE", inputs)
         self.emitter.wait()
+
+    def _inputs_of(self, report: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+        """The lineage ``inputs`` of each on-demand view the report checked."""
+        from feast_parity.plugin.registry import describe_inputs
+
+        if self.catalog is None:
+            return {}
+        out: dict[str, list[Mapping[str, Any]]] = {}
+        for name in {str(row.get("feature_view")) for row in report.get("features", [])}:
+            info = self.catalog.get(name)
+            if info is not None and info.on_demand:
+                out[name] = describe_inputs(info.view, self.catalog.view)
+        return out
 
     def fail(self) -> None:
         self.emitter.emit(self.job, self.run_id, "FAIL")
