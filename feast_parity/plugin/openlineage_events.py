@@ -33,7 +33,7 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -256,7 +256,7 @@ def _schema_facet(fields: Mapping[str, str]) -> Any:
 REQUEST_SOURCE_PREFIX = "request_source/"  # dataset name of a request source's fields
 
 
-def upstream_of(inputs: list[Mapping[str, Any]]) -> list[tuple[str, dict[str, str]]]:
+def upstream_of(inputs: Sequence[Mapping[str, Any]]) -> list[tuple[str, dict[str, str]]]:
     """(dataset name, fields read -> type) of everything an on-demand view is computed from,
     its on-demand inputs' own inputs included (``inputs``: its lineage record's ``inputs``).
 
@@ -277,7 +277,9 @@ def upstream_of(inputs: list[Mapping[str, Any]]) -> list[tuple[str, dict[str, st
     return out
 
 
-def _column_lineage(namespace: str, features: list[str], inputs: list[Mapping[str, Any]]) -> Any:
+def _column_lineage(
+    namespace: str, features: list[str], inputs: Sequence[Mapping[str, Any]]
+) -> Any:
     """A ``columnLineage`` facet: each on-demand output computed from every field it reads."""
     from openlineage.client.facet_v2 import column_lineage_dataset as lineage_facet
 
@@ -301,7 +303,7 @@ def _column_lineage(namespace: str, features: list[str], inputs: list[Mapping[st
 def _input_datasets(
     namespace: str,
     read: Mapping[str, Mapping[str, str]],
-    inputs_of: Mapping[str, list[Mapping[str, Any]]],
+    inputs_of: Mapping[str, Sequence[Mapping[str, Any]]],
 ) -> list[Any]:
     """Input datasets of a run: each view read (``read``: view -> fields -> type) and,
     for an on-demand view among them, everything it is computed from (``inputs_of``), each
@@ -340,7 +342,7 @@ def emit_training_retrieval(
 
         by_view: dict[str, dict[str, str]] = {}
         fingerprints: dict[str, str] = {}
-        inputs_of: dict[str, list[Mapping[str, Any]]] = {}
+        inputs_of: dict[str, Sequence[Mapping[str, Any]]] = {}
         for ref, record in features.items():
             view, feature = ref.split(":", 1)
             by_view.setdefault(view, {})[feature] = str(record.get("declared_type", ""))
@@ -368,10 +370,27 @@ def emit_training_retrieval(
     return queued
 
 
+def _failing(report: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(kind, feature ref) of every fail finding; a view-level finding fails each feature it
+    names."""
+    failing: set[tuple[str, str]] = set()
+    for finding in report.get("findings", []):
+        if finding.get("severity") != "fail":
+            continue
+        kind = str(finding.get("kind"))
+        if finding.get("feature"):
+            failing.add((kind, str(finding["feature"])))
+        evidence = finding.get("evidence")
+        named = evidence.get("features") if isinstance(evidence, Mapping) else None
+        for ref in named or []:
+            failing.add((kind, str(ref)))
+    return failing
+
+
 def check_inputs(
     namespace: str,
     report: Mapping[str, Any],
-    inputs_of: Mapping[str, list[Mapping[str, Any]]] | None = None,
+    inputs_of: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> list[Any]:
     """The check's input datasets with their data-quality facets, from its report; for each
     checked on-demand view (``inputs_of``: view -> its lineage ``inputs``), what it is
@@ -384,17 +403,7 @@ def check_inputs(
         data_quality_metrics_input_dataset as metrics_facet,
     )
 
-    failing: set[tuple[str, str]] = set()
-    for finding in report.get("findings", []):
-        if finding.get("severity") != "fail":
-            continue
-        kind = str(finding.get("kind"))
-        if finding.get("feature"):
-            failing.add((kind, str(finding["feature"])))
-        evidence = finding.get("evidence")
-        named = evidence.get("features") if isinstance(evidence, Mapping) else None
-        for ref in named or []:  # a view-level finding fails each feature it names
-            failing.add((kind, str(ref)))
+    failing = _failing(report)
     rows_of_view = {
         str(v.get("feature_view")): int(v.get("samples") or 0)
         for v in report.get("feature_views", [])
@@ -455,19 +464,30 @@ def check_inputs(
                 },
             )
         )
-    checked = {d.name for d in inputs}
-    for view, upstream in sorted((inputs_of or {}).items()):
-        if view not in features_of:
+    return inputs + _upstream_datasets(namespace, inputs_of or {}, features_of, inputs)
+
+
+def _upstream_datasets(
+    namespace: str,
+    inputs_of: Mapping[str, Sequence[Mapping[str, Any]]],
+    checked_views: Mapping[str, Any],
+    already: list[Any],
+) -> list[Any]:
+    """Datasets the checked on-demand views are computed from that are not inputs yet (a view
+    the check read only as an on-demand input, a request source), with a schema facet."""
+    from openlineage.client.event_v2 import InputDataset
+
+    seen = {d.name for d in already}
+    out = []
+    for view, upstream in sorted(inputs_of.items()):
+        if view not in checked_views:
             continue
         for name, fields in upstream_of(upstream):
-            if name not in checked:  # a view the check read only as an on-demand input
-                checked.add(name)
-                inputs.append(
-                    InputDataset(
-                        namespace=namespace, name=name, facets={"schema": _schema_facet(fields)}
-                    )
-                )
-    return inputs
+            if name not in seen:
+                seen.add(name)
+                facets = {"schema": _schema_facet(fields)}
+                out.append(InputDataset(namespace=namespace, name=name, facets=facets))
+    return out
 
 
 class CheckRun:
@@ -493,13 +513,13 @@ class CheckRun:
         self.emitter.emit(self.job, self.run_id, "COMPLETE", inputs)
         self.emitter.wait()
 
-    def _inputs_of(self, report: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    def _inputs_of(self, report: Mapping[str, Any]) -> dict[str, Sequence[Mapping[str, Any]]]:
         """The lineage ``inputs`` of each on-demand view the report checked."""
         from feast_parity.plugin.registry import describe_inputs
 
         if self.catalog is None:
             return {}
-        out: dict[str, list[Mapping[str, Any]]] = {}
+        out: dict[str, Sequence[Mapping[str, Any]]] = {}
         for name in {str(row.get("feature_view")) for row in report.get("features", [])}:
             info = self.catalog.get(name)
             if info is not None and info.on_demand:
