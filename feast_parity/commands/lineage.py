@@ -19,9 +19,16 @@ def render(records: list[dict[str, Any]]) -> str:
         source = r["source"]
         where = source.get("path") or source.get("table") or source.get("query") or "-"
         lines.append(f"{p(r['feature'])}  ({p(r['declared_type'])})")
-        lines.append(
-            f"  source      {p(str(source.get('name')))} [{source.get('kind')}] {p(where)}"
-        )
+        if r.get("inputs") is not None:  # on-demand: computed from what it names
+            lines.append(
+                f"  source      {p(str(source.get('name')))} [{source.get('kind')}] computed from "
+                f"{p(', '.join(i['name'] for i in r['inputs'])) or '-'}"
+            )
+            lines.extend(_input_lines(r["inputs"], "  input       "))
+        else:
+            lines.append(
+                f"  source      {p(str(source.get('name')))} [{source.get('kind')}] {p(where)}"
+            )
         lines.append(
             f"  entities    {p(', '.join(r['entities'])) or '-'}   ttl "
             f"{format_duration(r['ttl_seconds'])}   owner {p(r['owner'] or '-')}"
@@ -70,6 +77,43 @@ def render(records: list[dict[str, Any]]) -> str:
             for f in parity["findings"]:
                 lines.append(f"    {f['severity']}: {f['kind']}: {p(f['message'])}")
     return "\n".join(lines)
+
+
+_KIND_NAMES = {
+    "feature_view": "feature view",
+    "stream_feature_view": "stream feature view",
+    "on_demand_feature_view": "on-demand view",
+    "request_source": "request source",
+}
+
+
+def _input_lines(inputs: list[dict[str, Any]], lead: str) -> list[str]:
+    """One line per input of an on-demand view (an on-demand input's own inputs below it)."""
+    from feast_parity.render.text import printable as p
+
+    lines = []
+    for item in inputs:
+        kind = _KIND_NAMES.get(item["kind"], item["kind"])
+        if item["kind"] == "request_source":
+            fields = ", ".join(f"{f['name']} ({f['type']})" for f in item["fields"])
+            lines.append(f"{lead}{p(item['name'])} [{kind}] fields {p(fields) or '-'}")
+            continue
+        reads = p(", ".join(item.get("features", []))) or "-"
+        source = item.get("source") or {}
+        if item["kind"] == "on_demand_feature_view":
+            upstream = ", ".join(i["name"] for i in item.get("inputs", []))
+            lines.append(
+                f"{lead}{p(item['name'])} [{kind}] reads {reads}; computed from "
+                f"{p(upstream) or '-'}"
+            )
+            lines.extend(_input_lines(item.get("inputs", []), lead + "  "))
+            continue
+        where = source.get("path") or source.get("table") or source.get("query") or "-"
+        lines.append(
+            f"{lead}{p(item['name'])} [{kind}] reads {reads}; source "
+            f"{p(str(source.get('name')))} [{source.get('kind')}] {p(where)}"
+        )
+    return lines
 
 
 @click.command()

@@ -166,7 +166,7 @@ class ParityCheck:
         from feast_parity.plugin.lineage import not_training
         from feast_parity.plugin.openlineage_events import CheckRun
 
-        lineage_run = CheckRun(self.store.config, self.store.project)
+        lineage_run = CheckRun(self.store.config, self.store.project, self.catalog)
         lineage_run.start()
         try:
             with not_training():  # the check's own retrievals are not training datasets

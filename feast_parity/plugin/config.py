@@ -11,8 +11,9 @@ A bad key or value fails with one line that names it::
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,6 +27,94 @@ from feast_parity.store.engine import SUPPORTED_SCHEMES as SUPPORTED_STORE_SCHEM
 
 class ParityConfigError(ParityError, ValueError):
     """The ``parity:`` block is malformed; the message names the key."""
+
+
+# The sane range of every numeric key of the block, inclusive (pydantic's own bounds, exclusive
+# ones included, are checked first). Beyond these a value is a typo or an attack, never a
+# setting: `flush_interval_seconds: .inf` once killed the writer thread. ``*`` is any name.
+# tests/unit/test_config.py holds this table to every numeric field of the models.
+NUMERIC_RANGES: dict[str, tuple[float, float]] = {
+    "sample_rate": (0, 1),
+    "seed": (0, 2**64 - 1),
+    "queue_size": (1, 1_000_000),
+    "batch_size": (1, 1_000_000),
+    "flush_interval_seconds": (0.001, 3600),
+    "thresholds.psi_warn": (0, 100),
+    "thresholds.psi_fail": (0, 100),
+    "thresholds.drift_confidence": (0.5, 1),
+    "thresholds.mismatch_warn": (0, 1),
+    "thresholds.mismatch_fail": (0, 1),
+    "thresholds.mismatch_relative_tolerance": (0, 1_000_000),
+    "thresholds.stale_warn": (0, 1),
+    "thresholds.stale_fail": (0, 1),
+    "thresholds.expired_warn": (0, 1),
+    "thresholds.expired_fail": (0, 1),
+    "thresholds.silent_default_warn": (0, 1),
+    "thresholds.silent_default_fail": (0, 1),
+    "thresholds.min_compared": (1, 1_000_000_000),
+    "thresholds.fill_value_ratio": (1, 1_000_000),
+    "thresholds.fill_value_min_share": (0, 1),
+    "thresholds.fill_value_min_rows": (1, 1_000_000_000),
+    "cohorts.top_k": (1, 100),
+    "cohorts.min_rows": (1, 1_000_000_000),
+    "cohorts.max_cohorts": (1, 1000),
+    "cohorts.max_pvalue": (0, 1),
+    "alerts.sustain_runs": (1, 10_000),
+    "alerts.sustain_minutes": (0, 525_600),  # a year
+    "alerts.sigma": (0, 1000),
+    "alerts.min_history": (2, 10_000),
+    "alerts.baseline_runs": (2, 10_000),
+    "alerts.resolve_runs": (1, 10_000),
+    "alerts.escalate_min_kinds": (1, 3),
+    "alerts.signals.*.threshold": (0, 1e12),
+    "alerts.signals.*.min_delta": (0, 1e12),
+    "alerts.detector_params.*": (-1e9, 1e9),
+    "alerts.kpi_sigma": (0, 1000),
+    "alerts.kpi_min_relative_delta": (0, 1_000_000),
+    "alerts.resolved_retention_hours": (0, 87_600),  # ten years
+}
+
+
+def _numeric_leaves(
+    value: Any, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(path, number) of every int or float in a dumped block (bools are not numbers)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _numeric_leaves(item, (*path, str(key)))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+def _range_of(path: tuple[str, ...]) -> tuple[float, float] | None:
+    for pattern, bounds in NUMERIC_RANGES.items():
+        parts = pattern.split(".")
+        if len(parts) == len(path) and all(p in ("*", q) for p, q in zip(parts, path)):
+            return bounds
+    return None
+
+
+def _shown(number: float) -> str:
+    """A bound or value as a reader writes it: 1,000,000, 0.001, 1e+300."""
+    if float(number).is_integer() and abs(number) < 1e15:
+        return f"{int(number):,}"
+    return f"{number:g}"
+
+
+def _check_ranges(config: BaseModel) -> None:
+    """Raise ParityConfigError naming the first numeric key outside its sane range."""
+    for path, value in _numeric_leaves(config.model_dump()):
+        where = ".".join(("parity", *path))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParityConfigError(f"{where}: must be a finite number (got {value})")
+        bounds = _range_of(path)
+        if bounds is None:
+            continue
+        low, high = bounds
+        if not low <= value <= high:
+            raise ParityConfigError(
+                f"{where}: must be between {_shown(low)} and {_shown(high)} (got {_shown(value)})"
+            )
 
 
 class ParityConfig(BaseModel):
@@ -135,7 +224,7 @@ class ParityConfig(BaseModel):
                 f"parity: expected a mapping of settings, got {type(block).__name__}"
             )
         try:
-            return cls.model_validate(dict(block))
+            config = cls.model_validate(dict(block))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in ("parity", *first["loc"]))
@@ -145,6 +234,8 @@ class ParityConfig(BaseModel):
             elif message.startswith("Value error, "):
                 message = message[len("Value error, ") :]
             raise ParityConfigError(f"{where}: {message}") from None
+        _check_ranges(config)
+        return config
 
     @classmethod
     def from_repo_config(cls, repo_config: Any) -> ParityConfig:

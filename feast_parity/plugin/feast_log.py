@@ -9,11 +9,14 @@ join keys, ``{view}__{feature}`` with ``__timestamp`` and ``__status``, request-
 ``write_logged_features`` into the service's logging destination.
 
 One logged row is one request row, across the service's views: the log's rows of each view are
-joined on their request row key (request id + the row's entity key hash). Rows already in the
-destination for the window (same request id, log time and join keys) are not written again, so
-re-exporting a window never duplicates. Redacted features were never logged raw: they export
-as nulls, with their served status. A value that does not fit the logging schema's Arrow type
-(a type change served) exports as null and is counted.
+joined on their request row key (request id + the row's entity key hash). A request is exported
+whole, in one write, so requests already in the destination for the window (same request id
+and log time) are not written again, and re-exporting a window never duplicates, whatever
+columns the service gained or lost since: only those two columns, which every logged row has,
+are read back. What cannot be read back is an error, never taken for an empty destination
+(that would write every row again). Redacted features were never logged raw: they export as
+nulls, with their served status. A value that does not fit the logging schema's Arrow type (a
+type change served) exports as null and is counted.
 """
 
 from __future__ import annotations
@@ -180,19 +183,85 @@ def _key_columns(projection: Any, rows: ServedRows | None) -> list[tuple[Sequenc
     return out
 
 
-def _identities(table: pa.Table, join_keys: list[str]) -> list[tuple[Any, ...]]:
-    """(request id, log time in us, join keys...) of each row: what makes a logged row."""
+def _identities(table: pa.Table) -> list[tuple[str, int]]:
+    """(request id, log time in us) of each row: the request a logged row belongs to."""
     if table.num_rows == 0:
         return []
     ids = table.column("__request_id").to_pylist()
     micros = table.column("__log_timestamp").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    keys = [
-        table.column(k).to_pylist() if k in table.column_names else [None] * table.num_rows
-        for k in join_keys
-    ]
-    return [
-        (i, t, *(str(k[j]) for k in keys)) for j, (i, t) in enumerate(zip(ids, micros.to_pylist()))
-    ]
+    return list(zip(ids, micros.to_pylist()))
+
+
+def _file_root(store: Any, destination: Any) -> tuple[Any, str] | None:
+    """(filesystem, path) of a file logging destination; None for other destinations."""
+    from feast.infra.offline_stores.file_source import FileLoggingDestination, FileSource
+
+    from feast_parity.store.sinks import resolve_filesystem
+
+    if not isinstance(destination, FileLoggingDestination):
+        return None
+    return resolve_filesystem(
+        FileSource.get_uri_for_file_path(store.config.repo_path, destination.path)
+    )
+
+
+def _nothing_logged_yet(exc: BaseException) -> bool:
+    """Whether a warehouse's read error says the table is not there yet (the first export
+    creates it)."""
+    text = f"{type(exc).__name__} {exc}".lower()
+    return "notfound" in text or "not found" in text or "does not exist" in text
+
+
+def _read_file_log(root: tuple[Any, str], since: datetime, until: datetime) -> pa.Table:
+    """``__request_id`` and ``__log_timestamp`` of a file destination's rows in the window.
+
+    Read as a Parquet dataset, not through Feast's file offline store: that one takes the
+    columns of one file for all, and fails on the files written before the service gained a
+    view (docs/feast_facts.md). Every logged file has these two columns."""
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    filesystem, path = root
+    if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
+        return pa.table({"__request_id": pa.array([], pa.string())})  # nothing logged yet
+    dataset = ds.dataset(path, filesystem=filesystem, format="parquet", partitioning="hive")
+    stamp = pa.timestamp("us", tz="UTC")
+    when = ds.field("__log_timestamp")
+    window = (when >= pa.scalar(since, stamp)) & (when < pa.scalar(until, stamp))
+    return dataset.to_table(columns=["__request_id", "__log_timestamp"], filter=window)
+
+
+def _already_logged(
+    store: Any, service: Any, since: datetime, until: datetime
+) -> set[tuple[str, int]]:
+    """The requests the destination already holds for the window (only ``__request_id`` and
+    ``__log_timestamp`` are read: a schema change since the last export cannot break the
+    read). An unreadable destination is a CheckError, never an empty one."""
+    from feast_parity.store.engine import describe_error
+
+    destination = service.logging_config.destination
+    root = _file_root(store, destination)
+    try:
+        if root is not None:
+            return set(_identities(_read_file_log(root, since, until)))
+        logged = store._get_provider().offline_store.pull_all_from_table_or_query(
+            config=store.config,
+            data_source=destination.to_data_source(),
+            join_key_columns=[],
+            feature_name_columns=["__request_id"],
+            timestamp_field="__log_timestamp",
+            start_date=since,
+            end_date=until,
+        )
+        return set(_identities(logged.to_arrow()))
+    except Exception as exc:
+        if root is None and _nothing_logged_yet(exc):
+            return set()
+        raise CheckError(
+            f"cannot read what feature service {service.name!r} already logged in its "
+            f"{type(destination).__name__} ({describe_error(exc)}); nothing exported: "
+            "writing now could log rows twice"
+        ) from None
 
 
 def export_feature_service_log(
@@ -226,21 +295,10 @@ def export_feature_service_log(
         engine.dispose()
     if not per_view:
         return export
-    table, join_keys = logging_table(store, service, per_view, export)
-    provider = store._get_provider()
-    try:
-        logged = provider.retrieve_feature_service_logs(
-            feature_service=service,
-            start_date=since,
-            end_date=until,
-            config=store.config,
-            registry=store.registry,
-        ).to_arrow()
-        seen = set(_identities(logged, join_keys))
-    except Exception:  # nothing logged yet (no destination directory), or not readable
-        seen = set()
+    seen = _already_logged(store, service, since, until)
+    table, _ = logging_table(store, service, per_view, export)
     if seen:
-        mask = np.array([row not in seen for row in _identities(table, join_keys)], dtype=bool)
+        mask = np.array([row not in seen for row in _identities(table)], dtype=bool)
         export.already_logged = int((~mask).sum())
         table = table.filter(pa.array(mask))
     if table.num_rows:

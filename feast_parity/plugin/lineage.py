@@ -71,6 +71,7 @@ def _record(
     feature_refs: list[str],
     project: str,
     full_feature_names: bool,
+    lookup: Any = None,
 ) -> str | None:
     frame = _result_frame(result)
     views = {}
@@ -90,7 +91,7 @@ def _record(
         registry_ref = f"{view.name}:{feature}"  # lineage and redaction use the registry's name
         declared = next((str(f.dtype) for f in view.features if f.name == feature), "Invalid")
         features[registry_ref] = {
-            **describe_view(view, on_demand),
+            **describe_view(view, on_demand, lookup),
             "feature": feature,
             "declared_type": declared,
             "requested_as": ref,
@@ -125,6 +126,13 @@ def _record(
     return dataset_id
 
 
+def _on_demand_views(job: Any) -> list[Any]:
+    try:
+        return list(job.on_demand_feature_views or [])
+    except Exception:  # a retrieval job that does not say
+        return []
+
+
 def record_training_retrieval(
     provider: Any,
     job: Any,
@@ -154,10 +162,13 @@ def record_training_retrieval(
                     dataset_id = _record(
                         provider,
                         result,
-                        feature_views,
+                        # Feast hands the provider the batch views only; the job knows the
+                        # on-demand views it computes (their refs are in feature_refs)
+                        [*feature_views, *_on_demand_views(job)],
                         list(feature_refs),
                         project,
                         full_feature_names,
+                        ViewCatalog(registry, project).view,  # an on-demand view's inputs
                     )
                     job.parity_dataset_id = dataset_id
                 except Exception as exc:  # lineage must never break training
@@ -294,7 +305,7 @@ def lineage(store: Any, features: Any, *, now: datetime | None = None) -> list[d
     records = []
     fresh_cache: dict[str, dict[str, Any]] = {}
     for ref, view, on_demand, feature in resolved:
-        described = describe_view(view, on_demand)
+        described = describe_view(view, on_demand, catalog.view)
         declared = next(str(f.dtype) for f in view.features if f.name == feature)
         trained = latest_dataset_for(datasets, ref)
         last_trained = None

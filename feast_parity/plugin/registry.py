@@ -9,6 +9,7 @@ view, projection (alias, join-key map) and declared type each response column ha
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,11 @@ class ViewCatalog:
             self._views.setdefault(info.name, info)
             out.append(info)
         return sorted(out, key=lambda v: v.name)
+
+    def view(self, name: str) -> Any:
+        """The registry's view object called ``name``, or None (a :data:`ViewLookup`)."""
+        info = self.get(name)
+        return None if info is None else info.view
 
     def service(self, name: str) -> Any:
         return self.registry.get_feature_service(name, self.project, self.allow_cache)
@@ -239,8 +245,79 @@ def definition_fingerprint(view: Any, on_demand: bool | None = None) -> str:
     return f"{xxhash.xxh3_64_intdigest(text.encode()):016x}"
 
 
-def describe_view(view: Any, on_demand: bool | None = None) -> dict[str, Any]:
-    """Where a view's values come from, for lineage records."""
+# A registry view by name (batch, stream or on-demand), or None: how lineage finds the views an
+# on-demand view reads (ViewCatalog.view, or any other lookup)
+ViewLookup = Callable[[str], Any]
+MAX_INPUT_DEPTH = 8  # on-demand views over on-demand views: deeper is a cycle, not a repo
+
+
+def _kind_of(view: Any) -> str:
+    if isinstance(view, OnDemandFeatureView):
+        return "on_demand_feature_view"
+    return "stream_feature_view" if isinstance(view, StreamFeatureView) else "feature_view"
+
+
+def _input_view(projection: Any, lookup: ViewLookup | None) -> dict[str, Any]:
+    """One feature-view input of an on-demand view: what it reads of it and where that view's
+    values come from (its source, or for an on-demand view its own inputs)."""
+    view = None
+    if lookup is not None:
+        try:
+            view = lookup(projection.name)
+        except Exception:
+            view = None
+    described: dict[str, Any] = {
+        "name": projection.name_to_use(),
+        "feature_view": projection.name,
+        "kind": _kind_of(view) if view is not None else "feature_view",
+        "features": [f.name for f in projection.features],
+        "fields": [{"name": f.name, "type": str(f.dtype)} for f in projection.features],
+    }
+    if view is None:  # not in the registry (any more): what the projection itself says
+        described["source"] = _source_description(getattr(projection, "batch_source", None))
+        return described
+    if isinstance(view, OnDemandFeatureView):
+        described["source"] = {"name": view.name, "kind": "OnDemandFeatureView"}
+        described["udf_fingerprint"] = udf_fingerprint(view)
+        return described
+    described["source"] = _source_description(view.batch_source)
+    described["entities"] = list(view.entities or [])
+    described["ttl_seconds"] = view.ttl.total_seconds() if view.ttl else 0
+    return described
+
+
+def describe_inputs(
+    view: Any, lookup: ViewLookup | None = None, _depth: int = 0
+) -> list[dict[str, Any]]:
+    """Everything an on-demand view is computed from: each feature view it reads (its features,
+    source, entities, ttl), each on-demand view it reads (with its own ``inputs``, recursively),
+    by name, then each request source (its fields and their types), by name (the registry does
+    not keep the definition's order). ``lookup`` finds the registry's view of an input."""
+    inputs = []
+    projections = getattr(view, "source_feature_view_projections", None) or {}
+    for _, projection in sorted(projections.items()):
+        described = _input_view(projection, lookup)
+        if described["kind"] == "on_demand_feature_view" and _depth < MAX_INPUT_DEPTH:
+            upstream = lookup(projection.name) if lookup is not None else None
+            described["inputs"] = describe_inputs(upstream, lookup, _depth + 1)
+        inputs.append(described)
+    for _, source in sorted((getattr(view, "source_request_sources", None) or {}).items()):
+        inputs.append(
+            {
+                "name": source.name,
+                "kind": "request_source",
+                "fields": [{"name": f.name, "type": str(f.dtype)} for f in source.schema],
+            }
+        )
+    return inputs
+
+
+def describe_view(
+    view: Any, on_demand: bool | None = None, lookup: ViewLookup | None = None
+) -> dict[str, Any]:
+    """Where a view's values come from, for lineage records. An on-demand view names everything
+    it is computed from (``inputs``, :func:`describe_inputs`; ``lookup`` finds the registry's
+    views among them)."""
     from feast_parity.parity.hashing import hash_hex, schema_fingerprint
 
     if on_demand is None:
@@ -261,10 +338,19 @@ def describe_view(view: Any, on_demand: bool | None = None) -> dict[str, Any]:
         "materialization_intervals": intervals,
     }
     if on_demand:
+        inputs = describe_inputs(view, lookup)
         description["sources"] = sorted(getattr(view, "source_feature_view_projections", {}) or {})
+        requests = [i["name"] for i in inputs if i["kind"] == "request_source"]
+        description["request_sources"] = requests
         description["entities"] = []
         description["ttl_seconds"] = None
-        description["source"] = {"name": None, "kind": "OnDemandFeatureView"}
+        # the view computes its values: it is their source, from the inputs it names
+        description["source"] = {
+            "name": view.name,
+            "kind": "OnDemandFeatureView",
+            "inputs": [i["name"] for i in inputs],
+        }
+        description["inputs"] = inputs
         description["udf_fingerprint"] = udf_fingerprint(view)
     else:
         description["entities"] = list(view.entities or [])

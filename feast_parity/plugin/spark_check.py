@@ -328,8 +328,8 @@ class SparkParityCheck(ParityCheck):
                 raise CheckError(str(exc)) from None
             except (LogFormatError, OSError, pa.ArrowException):
                 name = path.rsplit("/", 1)[-1]
-                for _ in range(max(parquet_rows(filesystem, path), 1)):
-                    self.skipped.add(f"damaged Parquet file {name}", parquet_first_id(number))
+                rows = max(parquet_rows(filesystem, path), 1)  # counted at once, not per row
+                self.skipped.add(f"damaged Parquet file {name}", parquet_first_id(number), rows)
 
     def _answers(self, info: ViewInfo, log: Any, features: list[str], parts: int) -> Any:
         """Per sampled row: its file, row and sample id, and the Feast answers at the request

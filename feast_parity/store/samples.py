@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -26,17 +25,23 @@ from feast_parity.parity.samplelog import (
     LogFormatError,
     NewerLogError,
     batch_version,
+    batch_view,
     decode_batch,
     from_ipc,
 )
 from feast_parity.parity.samplelog.format import KEY_PREFIX, TIME
+from feast_parity.parity.samplelog.screen import NO_REQUEST_TIME, unusable_rows
 from feast_parity.parity.samplelog.v2 import Skipped, decode_rows
 from feast_parity.parity.served import ServedRows, concat_rows
 from feast_parity.store.schema import sample_batches_table, samples_v2_table
-from feast_parity.store.sinks import hour_label
+from feast_parity.store.sinks import hour_label, plain_view
 
 # sample ids of v3 rows: batch id (SQL) or file number (Parquet) times this, plus the row
 BATCH_ID_STRIDE = 1 << 24
+# More rows than any writer puts in one batch (batch_size is at most 1,000,000, plus one
+# request's rows): a stored batch claiming more is not believed. Its payload, when it decodes,
+# says how many rows it holds; when it does not, it counts as one skipped row.
+MAX_BATCH_ROWS = 10_000_000
 
 
 def _epoch(value: datetime | float | None) -> float | None:
@@ -88,8 +93,9 @@ class SampleLog:
             )
             for view, count in conn.execute(query):
                 out[str(view)] = out.get(str(view), 0) + int(count)
+            claimed = sa.case((v3.c.rows > MAX_BATCH_ROWS, 1), else_=v3.c.rows)
             query = (
-                sa.select(v3.c.feature_view, sa.func.sum(v3.c.rows))
+                sa.select(v3.c.feature_view, sa.func.sum(claimed))
                 .where(v3.c.max_request_time >= start, v3.c.min_request_time < end)
                 .group_by(v3.c.feature_view)
             )
@@ -125,7 +131,7 @@ class SampleLog:
                 query
             ):
                 try:
-                    yield decode_keys(from_ipc(payload))
+                    yield decode_keys(_usable(from_ipc(payload)))
                 except NewerLogError:
                     raise
                 except LogFormatError:
@@ -154,8 +160,8 @@ class SampleLog:
         for table in _prefetch(read, files):
             if table is not None:
                 try:
-                    yield decode_keys(table)
-                except LogFormatError:
+                    yield decode_keys(_usable(table))
+                except (LogFormatError, pa.ArrowException):
                     continue
 
     def iter_view(
@@ -255,11 +261,18 @@ class SampleLog:
                 continue
             hour = hour_part[len("hour=") :]
             if first <= hour <= last:
-                out.setdefault(unquote(view_part[len("feature_view=") :]), []).append(entry.path)
-        for files in out.values():
+                value = view_part[len("feature_view=") :]
+                out.setdefault(value, []).append(entry.path)
+        by_view: dict[str, list[str]] = {}
+        for value, files in out.items():
+            view = plain_view(value)
+            if view is None:  # a long name's hashed directory: its files name the view
+                view = _view_named_by(filesystem, files) or value
+            by_view.setdefault(view, []).extend(files)
+        for files in by_view.values():
             files.sort()
-        self._listing[(since, until)] = out
-        return out
+        self._listing[(since, until)] = by_view
+        return by_view
 
     def _read_parquet(self, path: str, columns: list[str] | None = None) -> pa.Table:
         import pyarrow.parquet as pq
@@ -290,6 +303,18 @@ class SampleLog:
 
         parts = _prefetch(read, list(enumerate(files)))
         yield from _decoded_chunks(parts, since, until, chunk_rows)
+
+
+def _view_named_by(filesystem: Any, files: list[str]) -> str | None:
+    """The view named in the metadata of the first readable file of a hashed partition."""
+    import pyarrow.parquet as pq
+
+    for path in sorted(files):
+        try:
+            return batch_view(pq.read_schema(path, filesystem=filesystem))
+        except (LogFormatError, OSError, pa.ArrowException):
+            continue
+    return None
 
 
 def parquet_first_id(number: int) -> int:
@@ -364,8 +389,7 @@ def _decoded_chunks(
                 try:
                     rows.append(decode_batch(table, ids))
                 except LogFormatError:
-                    for _ in range(max(table.num_rows, 1)):
-                        skipped.add(part.damage or "damaged v3 batch", part.first_id)
+                    skipped.add_ids(part.damage or "damaged v3 batch", ids)
         group.clear()
         for part_rows in rows:
             if len(part_rows):
@@ -377,16 +401,21 @@ def _decoded_chunks(
         if table is not None:
             try:
                 inside = _in_window(table, since, until)
+                unusable = unusable_rows(table)
             except (KeyError, pa.ArrowException):
                 table = None
         if table is None:
-            for _ in range(max(part.rows, 1)):
-                skipped.add(part.damage or "damaged v3 batch (no request times)", part.first_id)
+            _skip_damaged(skipped, part)
             continue
         ids = part.first_id + np.arange(table.num_rows, dtype=np.int64)
-        if not inside.all():
-            keep = np.flatnonzero(inside)
-            table, ids = table.take(pa.array(keep, pa.int64())), ids[keep]
+        keep = inside
+        for reason, mask in unusable.items():
+            # a row without a request time is in no window: counted wherever its batch is read
+            skipped.add_ids(reason, ids[mask if reason == NO_REQUEST_TIME else mask & inside])
+            keep = keep & ~mask
+        if not keep.all():
+            kept = np.flatnonzero(keep)
+            table, ids = table.take(pa.array(kept, pa.int64())), ids[kept]
         if table.num_rows == 0:
             continue
         if group and not table.schema.equals(group[0][0].schema, check_metadata=True):
@@ -400,6 +429,25 @@ def _decoded_chunks(
     decode_group()
     if decoded or skipped.total:
         yield (concat_rows(decoded) if decoded else None), skipped
+
+
+def _skip_damaged(skipped: Skipped, part: _Part) -> None:
+    """Count the rows of a batch or file that does not read, in constant time: the rows it
+    claims, unless that is more than a batch can hold (then one row, the claim named)."""
+    reason = part.damage or "damaged v3 batch (no request times)"
+    rows = max(part.rows, 1)
+    if rows > MAX_BATCH_ROWS:
+        reason, rows = f"{reason}; claims {rows:,} rows, counted as one", 1
+    skipped.add(reason, part.first_id, rows)
+
+
+def _usable(table: pa.Table) -> pa.Table:
+    """``table`` without its rows that cannot be compared (counted by the values pass)."""
+    unusable = unusable_rows(table)
+    if not unusable:
+        return table
+    bad = np.logical_or.reduce(list(unusable.values()))
+    return table.take(pa.array(np.flatnonzero(~bad), pa.int64()))
 
 
 def parquet_rows(filesystem: Any, path: str) -> int:

@@ -8,8 +8,10 @@ Both sinks take the batches of one writer flush (one per feature view, in the v3
   any per-row decoding;
 * :class:`ParquetSink` (``parity.sample_log``: a directory, or a ``file://``, ``s3://`` or
   ``gs://`` URI): one file per view and hour per flush under
-  ``feature_view=<view>/hour=<YYYY-MM-DDTHH>/``, named after the writer, so many processes and
-  hosts write side by side without locks or contention.
+  ``feature_view=<view>/hour=<YYYY-MM-DDTHH>/`` (:func:`partition_value`: bounded, so any
+  Feast name fits a file system's 255-byte limit), named after the writer, so many processes
+  and hosts write side by side without locks or contention. A flush is all or nothing: every
+  file is written under a hidden temporary name first, and renamed only when all are written.
 
 A sink raises on failure; the writer counts the rows as dropped and tries again later.
 """
@@ -28,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+import xxhash
 
 from feast_parity.parity.samplelog import LOG_VERSION, TIME, batch_view, to_ipc
 from feast_parity.store.engine import create_engine, redact_url
@@ -136,6 +139,54 @@ def _hour_partitions(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
 
 _PARQUET_OPTIONS: dict[str, Any] = {"coerce_timestamps": "us", "compression": "zstd"}
 
+# A directory entry may hold 255 bytes on every common file system (ext4, xfs, APFS, NTFS) and
+# an object-store key part far more; "feature_view=" plus this leaves room to spare.
+MAX_PLAIN_VALUE = 200
+_PREFIX_CHARS = 96
+HASHED_MARK = "@"  # quote(safe="") escapes "@" (as %40): a plain value never holds one
+MAX_WRITER_CHARS = 100
+
+
+def _quoted_prefix(text: str, limit: int) -> str:
+    """The URL-quoted form of the longest prefix of ``text`` (whole characters) that quotes to
+    at most ``limit`` characters."""
+    out: list[str] = []
+    size = 0
+    for char in text:
+        piece = quote(char, safe="")
+        if size + len(piece) > limit:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
+def partition_value(view: str) -> str:
+    """The ``feature_view=`` directory value of a view: the URL-quoted name when it takes at
+    most :data:`MAX_PLAIN_VALUE` bytes; else a readable prefix of it, ``@`` and the 128-bit
+    xxh3 of the name (bounded, and never equal to a plain value: quoting escapes ``@``). The
+    files under a hashed value name their view in their own metadata (:func:`plain_view`).
+
+    >>> partition_value("user_engagement")
+    'user_engagement'
+    >>> value = partition_value("名" * 28)   # 84 UTF-8 bytes, 252 quoted characters
+    >>> prefix, digest = value.split("@")
+    >>> prefix == "%E5%90%8D" * 10, len(digest)   # whole characters only, then the hash
+    (True, 32)
+    """
+    quoted = quote(view, safe="")
+    if len(quoted) <= MAX_PLAIN_VALUE:
+        return quoted
+    digest = xxhash.xxh3_128_hexdigest(view.encode("utf-8", "surrogatepass"))
+    return f"{_quoted_prefix(view, _PREFIX_CHARS)}{HASHED_MARK}{digest}"
+
+
+def plain_view(value: str) -> str | None:
+    """The view name of a ``feature_view=`` value, or None for a hashed one (its files say)."""
+    from urllib.parse import unquote
+
+    return None if HASHED_MARK in value else unquote(value)
+
 
 class ParquetSink:
     """Batches as Parquet files of a dataset partitioned by view and hour."""
@@ -147,6 +198,7 @@ class ParquetSink:
         self.writer = writer
         self._token = uuid.uuid4().hex[:8]  # two processes with one host:pid (containers)
         self._seq = itertools.count()
+        self._writer_part = _quoted_prefix(writer, MAX_WRITER_CHARS)
 
     def describe(self) -> str:
         return self.location
@@ -165,30 +217,57 @@ class ParquetSink:
         return self._resolved
 
     def probe(self) -> None:
+        """A real write: a small hidden file, written and deleted. Creating a directory that
+        exists succeeds on a read-only or full file system; this does not."""
         self.filesystem.create_dir(self.root, recursive=True)
+        path = f"{self.root}/.probe-{self._token}.tmp"
+        with self.filesystem.open_output_stream(path) as out:
+            out.write(b"feast-parity probe\n" * 64)
+        self.filesystem.delete_file(path)
 
     def write(self, batches: Sequence[pa.RecordBatch]) -> None:
+        """Write the files of one flush, all or nothing: each under a hidden temporary name
+        (readers skip names starting with ``.``), then every one renamed; on a failure the
+        temporary files are deleted and the error raised, so no file of the flush is left."""
         import pyarrow.parquet as pq
 
-        for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            view = batch_view(batch.schema)
-            for hour, rows in _hour_partitions(batch).items():
-                part = batch.take(pa.array(rows)) if len(rows) != batch.num_rows else batch
-                directory = f"{self.root}/feature_view={quote(view, safe='')}/hour={hour}"
-                self.filesystem.create_dir(directory, recursive=True)
-                name = f"{quote(self.writer, safe='')}-{self._token}-{next(self._seq):08d}.parquet"
-                final = f"{directory}/{name}"
-                temporary = f"{directory}/.{name}.tmp"
-                table = pa.Table.from_batches([part])
-                # write under a hidden name, then rename: a reader never sees half a file
-                pq.write_table(table, temporary, filesystem=self.filesystem, **_PARQUET_OPTIONS)
-                try:
-                    self.filesystem.move(temporary, final)
-                except OSError:  # object stores without rename: the temp name is ignored later
-                    pq.write_table(table, final, filesystem=self.filesystem, **_PARQUET_OPTIONS)
-                    self.filesystem.delete_file(temporary)
+        written: list[tuple[str, str, pa.Table]] = []  # (temporary, final, table)
+        try:
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                value = partition_value(batch_view(batch.schema))
+                for hour, rows in _hour_partitions(batch).items():
+                    part = batch.take(pa.array(rows)) if len(rows) != batch.num_rows else batch
+                    directory = f"{self.root}/feature_view={value}/hour={hour}"
+                    self.filesystem.create_dir(directory, recursive=True)
+                    name = f"{self._writer_part}-{self._token}-{next(self._seq):08d}.parquet"
+                    temporary = f"{directory}/.{name}.tmp"
+                    table = pa.Table.from_batches([part])
+                    written.append((temporary, f"{directory}/{name}", table))
+                    pq.write_table(table, temporary, filesystem=self.filesystem, **_PARQUET_OPTIONS)
+            self._publish(written)
+        except BaseException:
+            self._remove([t for t, _, _ in written] + [f for _, f, _ in written])
+            raise
+
+    def _publish(self, written: list[tuple[str, str, pa.Table]]) -> None:
+        import pyarrow.parquet as pq
+
+        for temporary, final, table in written:
+            try:
+                self.filesystem.move(temporary, final)
+            except OSError:  # object stores without rename: the temp name is ignored later
+                pq.write_table(table, final, filesystem=self.filesystem, **_PARQUET_OPTIONS)
+                self.filesystem.delete_file(temporary)
+
+    def _remove(self, paths: list[str]) -> None:
+        """Delete what a failed flush left (best effort: the file system may be failing)."""
+        for path in paths:
+            try:
+                self.filesystem.delete_file(path)
+            except Exception:
+                pass
 
     def close(self) -> None:
         pass
@@ -200,4 +279,13 @@ def hour_label(micros: int) -> str:
     return hour.strftime("%Y-%m-%dT%H")
 
 
-__all__ = ["TIME", "ParquetSink", "SampleSink", "SqlSink", "hour_label", "resolve_filesystem"]
+__all__ = [
+    "TIME",
+    "ParquetSink",
+    "SampleSink",
+    "SqlSink",
+    "hour_label",
+    "partition_value",
+    "plain_view",
+    "resolve_filesystem",
+]

@@ -90,6 +90,22 @@ class Snapshot:
 
 
 _YIELD_SECONDS = 0.0001
+_MAX_SLEEP_SECONDS = 60.0  # the writer looks at its queue at least this often
+
+
+@dataclass
+class _Gathered:
+    """What the writer thread has gathered in the collector and not yet written."""
+
+    snapshots: int = 0
+    rows: int = 0  # log rows
+    entity_rows: int = 0  # sampled entity rows
+    started: float = 0.0  # when the first gathered snapshot was taken from the queue
+
+    def clear(self) -> None:
+        self.snapshots = self.rows = self.entity_rows = 0
+
+
 # Snapshots queued before a submit wakes the writer. Fewer wake-ups mean fewer hand-offs of the
 # GIL between the writer and the serving threads; the writer also wakes on its own each
 # ``flush_interval`` and on flush(), so a queued snapshot waits at most that long.
@@ -120,6 +136,8 @@ class SampleWriter:
         self._queue: deque[Snapshot] = deque()
         self._queue_size = queue_size
         self.store_down = False  # read by the hook without a lock (a plain bool is atomic)
+        self._outage = False  # from a failed write until the next write that succeeds
+        self._stopped: BaseException | None = None  # why the writer thread died, if it did
         self._next_probe = 0.0
         self._hook_error_logged = False
         self._paused = threading.Event()
@@ -145,6 +163,9 @@ class SampleWriter:
         q = self._queue
         with self._lock:
             self.stats.sampled_rows += rows
+            if self._stopped is not None:  # the writer thread died: nothing will write it
+                self.stats.dropped_store_error += rows
+                return False
             if self._closed or len(q) >= self._queue_size:
                 self.stats.dropped_queue_full += rows
                 return False
@@ -241,16 +262,47 @@ class SampleWriter:
         except Exception:
             self._next_probe = now + self.retry_seconds
             return False
+        # the next write is tried; the outage ends (and is logged as over) when one succeeds
         self.store_down = False
-        logger.warning("feast-parity: sample store %s is back", self.sink.describe())
         return True
 
     def _run(self) -> None:
+        """The thread's body: the loop, and if it ever raises, account for every row it held."""
+        state = _Gathered()
+        try:
+            self._loop(state)
+        except BaseException as exc:  # never die silently: count what is lost, and say why
+            self._die(exc, state)
+
+    def _die(self, exc: BaseException, state: _Gathered) -> None:
+        with self._lock:
+            self._stopped = exc
+            self.store_down = True  # the hook now drops sampled rows before copying them
+            lost = state.entity_rows + sum(item.rows for item in self._queue)
+            snapshots = state.snapshots + len(self._queue)
+            self._queue.clear()
+            self.stats.dropped_store_error += lost
+        try:
+            self.collector.discard()
+        except Exception:
+            pass
+        with self._idle:
+            self._pending -= snapshots
+            self._idle.notify_all()
+        logger.error(
+            "feast-parity: the sample writer thread stopped (%r); %d sampled row(s) dropped, "
+            "and every row sampled from now on is dropped and counted",
+            exc,
+            lost,
+        )
+
+    @property
+    def stopped(self) -> BaseException | None:
+        """Why the writer thread died (None while it runs or after a normal close)."""
+        return self._stopped
+
+    def _loop(self, state: _Gathered) -> None:
         q = self._queue
-        snapshots = 0  # gathered in the collector, not yet written
-        rows = 0
-        entity_rows = 0
-        started = 0.0  # when the first gathered snapshot was taken from the queue
         while True:
             if self._paused.is_set():
                 self._signal.acquire(timeout=0.01)
@@ -261,17 +313,17 @@ class SampleWriter:
                 if not self._store_usable():
                     self._finish(0, item.rows, dropped=True)
                     continue
-                if not snapshots:
-                    started = time.monotonic()
+                if not state.snapshots:
+                    state.started = time.monotonic()
                 try:
-                    rows += self.collector.add(item.payload)
-                    entity_rows += item.rows
+                    state.rows += self.collector.add(item.payload)
+                    state.entity_rows += item.rows
                 except Exception as exc:  # a bug in the collector must not kill the thread
                     self.record_hook_error(exc)
                     self.stats.add("dropped_store_error", item.rows)
                     self._finish(1, 0)
                 else:
-                    snapshots += 1
+                    state.snapshots += 1
                 if q:
                     # A backlog: hand the GIL over between snapshots. A serving thread waiting
                     # for it would otherwise wait for CPython's switch interval (5 ms).
@@ -279,13 +331,13 @@ class SampleWriter:
             # Write by size or age, not whenever the queue runs dry: at normal traffic that
             # would make every snapshot its own transaction. flush() asks for an early write.
             now = time.monotonic()
-            if snapshots and (
-                rows >= self.batch_rows
-                or now - started >= self.flush_interval
+            if state.snapshots and (
+                state.rows >= self.batch_rows
+                or now - state.started >= self.flush_interval
                 or (not q and (self._flush_requested.is_set() or self._stopping))
             ):
-                self._write(snapshots, entity_rows, rows)
-                snapshots, rows, entity_rows = 0, 0, 0
+                self._write(state.snapshots, state.entity_rows, state.rows)
+                state.clear()
             if q:
                 continue
             if self._stopping:
@@ -298,11 +350,12 @@ class SampleWriter:
             # look at the queue or the next probe. A wake-up that came after the check above
             # left the signal released: none is lost.
             timeout = self.flush_interval
-            if snapshots:
-                timeout = started + self.flush_interval - time.monotonic()
+            if state.snapshots:
+                timeout = state.started + self.flush_interval - time.monotonic()
             if self.store_down:
                 timeout = min(timeout, self._next_probe - time.monotonic())
-            self._signal.acquire(timeout=max(0.001, timeout))
+            # bounded: a lock wait longer than TIMEOUT_MAX raises OverflowError
+            self._signal.acquire(timeout=min(max(0.001, timeout), _MAX_SLEEP_SECONDS))
 
     def _finish(self, snapshots: int, dropped_rows: int, *, dropped: bool = False) -> None:
         with self._idle:
@@ -321,12 +374,16 @@ class SampleWriter:
             self.stats.add("written_log_rows", log_rows)
             # rows whose response held no feature column are accounted as written
             self.stats.add("written_rows", entity_rows)
+            if self._outage:  # one line when an outage starts, one when it ends
+                self._outage = False
+                logger.warning("feast-parity: sample store %s is back", self.sink.describe())
         except Exception as exc:
             self.collector.discard()
             with self._lock:
                 self.stats.store_errors += 1
                 self.stats.dropped_store_error += entity_rows
-            if not self.store_down:
+            if not self._outage:
+                self._outage = True
                 logger.warning(
                     "feast-parity: sample store %s failed, dropping rows until it returns: %s",
                     self.sink.describe(),

@@ -10,12 +10,18 @@ reason in ``skipped_rows`` and a note, and still compares every undamaged row.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 
 from feast_parity.cli import main as cli
+from feast_parity.parity.samplelog import from_ipc, to_ipc
 from feast_parity.store.schema import sample_batches_table, samples_v2_table
 from tests.faults import feature, serve_refs
 
@@ -130,3 +136,177 @@ def test_a_truncated_parquet_file_is_skipped_and_counted(build_repo, tmp_path, c
     assert report["samples"] == clean["samples"] - lost
     assert feature(report, "video_stats:popularity")["compared"] == REQUESTS * 10
     assert any("damaged Parquet file" in note for note in report["notes"])
+
+
+# --- issue 29, cases 1-4: batches that decode but lie -------------------------------------------
+
+
+def _rewrite(engine: sa.Engine, batch_id: int, change) -> int:
+    """Decode one stored batch, let ``change(table)`` return a new table, store it back in
+    place (same batch id, rows and time range); returns the batch's row count."""
+    table = sample_batches_table
+    with engine.begin() as conn:
+        payload = conn.execute(
+            sa.select(table.c.payload).where(table.c.batch_id == batch_id)
+        ).scalar_one()
+        changed = change(from_ipc(payload)).combine_chunks()
+        conn.execute(
+            table.update()
+            .where(table.c.batch_id == batch_id)
+            .values(payload=to_ipc(changed.to_batches()[0]))
+        )
+    return changed.num_rows
+
+
+def _set(table: pa.Table, column: str, rows: list[int], value) -> pa.Table:
+    """``table`` with ``column`` set to ``value`` on ``rows`` (same Arrow type)."""
+    values = table.column(column).to_pylist()
+    for row in rows:
+        values[row] = value
+    index = table.column_names.index(column)
+    field = table.schema.field(index)
+    return table.set_column(index, field, pa.array(values, field.type))
+
+
+def _batches(engine: sa.Engine, view: str) -> list[tuple[int, int]]:
+    table = sample_batches_table
+    with engine.connect() as conn:
+        return [
+            (int(i), int(n))
+            for i, n in conn.execute(
+                sa.select(table.c.batch_id, table.c.rows)
+                .where(table.c.feature_view == view)
+                .order_by(table.c.batch_id)
+            )
+        ]
+
+
+def test_a_batch_claiming_two_billion_rows_is_skipped_in_constant_time(
+    build_repo, tmp_path, capsys
+):
+    """Case 1: an unreadable batch whose ``rows`` claims 2,000,000,000 is one skipped row (the
+    claim named), counted at once; a readable batch's own rows are trusted over its claim.
+    The check runs in a child process under a generous guard: counting the claim one row at
+    a time (as before) takes many minutes, far past it on any machine."""
+    repo = build_repo(sample_rate=1.0, parity_extra={"batch_size": 300})
+    serve_refs(repo, REQUESTS)
+    engine = _engine(repo)
+    (garbage_id, garbage_rows), (lying_id, _), *_ = _batches(engine, "user_engagement")
+    table = sample_batches_table
+    with engine.begin() as conn:
+        conn.execute(
+            table.update()
+            .where(table.c.batch_id == garbage_id)
+            .values(payload=b"\x00garbage", rows=2_000_000_000)
+        )
+        conn.execute(table.update().where(table.c.batch_id == lying_id).values(rows=2_000_000_000))
+    engine.dispose()
+    out = tmp_path / "r.json"
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "feast_parity.cli",
+            "check",
+            "--repo",
+            str(repo),
+            "--no-progress",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    print(f"check with a 2e9-row claim: {time.monotonic() - started:.1f} s")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    reasons = report["skipped_rows"]["reasons"]
+    claim = "damaged v3 batch (unreadable Arrow data); claims 2,000,000,000 rows, counted as one"
+    assert reasons == {claim: 1}, reasons
+    # the lying batch was read whole (its payload, not its claim): only the unreadable one is
+    # missing, and the samples are the rows that were there
+    assert feature(report, "user_engagement:click_through_rate")["compared"] == (
+        REQUESTS * 10 - garbage_rows
+    )
+    assert report["samples"] == 2 * REQUESTS * 10 - garbage_rows
+
+
+def test_rows_with_unrepresentable_event_times_are_skipped_and_the_rest_compared(
+    build_repo, tmp_path, capsys
+):
+    """Case 2: five rows whose event time is near the int64 minimum (in µs) no longer make the
+    offline retrieval of their whole view fail: they are skipped and counted, every other row
+    of the view is compared."""
+    repo = build_repo(sample_rate=1.0, parity_extra={"batch_size": 300})
+    serve_refs(repo, REQUESTS)
+    engine = _engine(repo)
+    batch_id, _ = _batches(engine, "user_engagement")[-1]
+    far = -(2**63) + 1_000
+    _rewrite(
+        engine,
+        batch_id,
+        lambda t: t.set_column(
+            t.column_names.index("event_time"),
+            t.schema.field("event_time"),
+            pa.array(
+                [
+                    far if i < 5 else v
+                    for i, v in enumerate(pc.cast(t.column("event_time"), pa.int64()).to_pylist())
+                ],
+                pa.int64(),
+            ).cast(t.schema.field("event_time").type),
+        ),
+    )
+    engine.dispose()
+    code, report, err = _check(repo, tmp_path / "r.json", capsys)
+    assert code == 0, report["findings"]
+    assert report["skipped_rows"]["reasons"] == {"event time outside 1678..2261": 5}
+    for name in ("click_through_rate", "watch_minutes", "sessions"):
+        row = feature(report, f"user_engagement:{name}")
+        assert row["status"] == "ok", row
+        assert row["compared"] == REQUESTS * 10 - 5
+        assert row["mismatch_rate"] == 0.0
+    assert any("event time outside" in note for note in report["notes"])
+
+
+def test_a_status_code_that_is_no_field_status_is_skipped_with_a_note(build_repo, tmp_path, capsys):
+    """Case 3: a status of 99 is not a served default: those rows are skipped and counted, and
+    no ``silent_default`` finding comes of them."""
+    repo = build_repo(sample_rate=1.0, parity_extra={"batch_size": 300})
+    serve_refs(repo, REQUESTS)
+    engine = _engine(repo)
+    batch_id, _ = _batches(engine, "user_engagement")[0]
+    bad = list(range(0, 60, 2))  # 30 rows: 5 % of the view, far over the fail threshold
+    _rewrite(engine, batch_id, lambda t: _set(t, "status:watch_minutes", bad, 99))
+    engine.dispose()
+    code, report, err = _check(repo, tmp_path / "r.json", capsys)
+    assert code == 0, report["findings"]
+    assert [f for f in report["findings"] if f["kind"] == "silent_default"] == []
+    reason = "status code that is not a Feast FieldStatus"
+    assert report["skipped_rows"]["reasons"] == {reason: len(bad)}
+    watch = feature(report, "user_engagement:watch_minutes")
+    assert watch["silent_default_rate"] == 0.0
+    assert watch["compared"] == REQUESTS * 10 - len(bad)
+    assert any(reason in note for note in report["notes"])
+
+
+def test_rows_without_a_request_time_in_an_in_window_batch_are_counted(
+    build_repo, tmp_path, capsys
+):
+    """Case 4: rows with a null request time inside a batch of the window are skipped and
+    counted (they used to vanish: neither compared nor counted)."""
+    repo = build_repo(sample_rate=1.0, parity_extra={"batch_size": 300})
+    serve_refs(repo, REQUESTS)
+    engine = _engine(repo)
+    batch_id, _ = _batches(engine, "video_stats")[0]
+    _rewrite(engine, batch_id, lambda t: _set(t, "request_time", [1, 2, 3, 4], None))
+    engine.dispose()
+    code, report, err = _check(repo, tmp_path / "r.json", capsys)
+    assert code == 0, report["findings"]
+    assert report["skipped_rows"] == {"rows": 4, "reasons": {"no request time": 4}}
+    popularity = feature(report, "video_stats:popularity")
+    assert popularity["compared"] == REQUESTS * 10 - 4
+    assert report["samples"] + report["skipped_rows"]["rows"] == 2 * REQUESTS * 10

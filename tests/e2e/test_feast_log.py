@@ -145,3 +145,106 @@ def test_a_service_without_a_logging_destination_is_one_line(build_repo, capsys)
     assert "has no logging destination" in err and err.count("\n") == 1
     assert cli(["export", "--repo", str(repo)]) == 2
     assert "exactly one of --prometheus" in capsys.readouterr().err
+
+
+def _serve_service(repo: Path, requests: int, seed: int) -> None:
+    server = FeatureStore(repo_path=str(repo))
+    rng = np.random.default_rng(seed)
+    for _ in range(requests):
+        rows = demo.request_rows(rng, ROWS, users=300, videos=100)
+        server.get_online_features(server.get_feature_service(SERVICE), entity_rows=rows)
+    assert server._get_provider().flush_samples()
+
+
+def _logged_requests(repo: Path) -> list[str]:
+    """Request ids of every row in the destination, read as Parquet (Feast's own reader
+    needs one schema for all files, and a service that gained a view has two)."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(str(repo / "data" / "feature_logs"), format="parquet")
+    return dataset.to_table(columns=["__request_id"]).column("__request_id").to_pylist()
+
+
+def test_export_stays_idempotent_after_the_service_gained_a_view(
+    build_repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 29, case 8: the service logs one view, is exported, then gains a second view; the
+    next export of the whole window writes only the new requests (it used to read the earlier
+    logs with the new schema, fail with a KeyError taken for "nothing logged yet", and write
+    every row again)."""
+    repo = build_repo(sample_rate=1.0)
+    store = FeatureStore(repo_path=str(repo))
+    destination = LoggingConfig(destination=FileLoggingDestination(path="data/feature_logs"))
+    engagement = store.get_feature_view("user_engagement")
+    store.apply([FeatureService(name=SERVICE, features=[engagement], logging_config=destination)])
+    start = datetime.now(timezone.utc) - timedelta(seconds=1)
+    _serve_service(repo, 10, seed=1)
+    end = datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert (
+        cli(
+            [
+                "export",
+                "--repo",
+                str(repo),
+                "--feast-log",
+                SERVICE,
+                "--since",
+                start.isoformat(),
+                "--until",
+                end.isoformat(),
+            ]
+        )
+        == 0
+    )
+    assert f"wrote {10 * ROWS} logged rows" in capsys.readouterr().out
+
+    grown = FeatureService(
+        name=SERVICE,
+        features=[engagement, store.get_feature_view("video_stats")],
+        logging_config=destination,
+    )
+    FeatureStore(repo_path=str(repo)).apply([grown])
+    _serve_service(repo, 15, seed=2)
+    end = datetime.now(timezone.utc) + timedelta(seconds=1)
+    window = ["--since", start.isoformat(), "--until", end.isoformat()]
+    code = cli(["export", "--repo", str(repo), "--feast-log", SERVICE, *window])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"wrote {15 * ROWS} logged rows" in out, out
+    assert f"{10 * ROWS} rows of the window were already logged" in out, out
+    logged = _logged_requests(repo)
+    assert len(logged) == 25 * ROWS and len(set(logged)) == 25
+
+    # and again: nothing new, whatever the two schemas of the files
+    assert cli(["export", "--repo", str(repo), "--feast-log", SERVICE, *window]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 0 logged rows" in out and f"{25 * ROWS} rows of the window were" in out, out
+    assert len(_logged_requests(repo)) == 25 * ROWS
+
+
+def test_an_unreadable_log_is_an_error_not_an_empty_log(
+    build_repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 29, case 8: when what was logged cannot be read, the export writes nothing and
+    says why (exit 2): taking the error for "nothing logged yet" would log every row twice."""
+    repo = build_repo(sample_rate=1.0)
+    store = FeatureStore(repo_path=str(repo))
+    logged = FeatureService(
+        name=SERVICE,
+        features=[store.get_feature_view("user_engagement")],
+        logging_config=LoggingConfig(destination=FileLoggingDestination(path="data/feature_logs")),
+    )
+    store.apply([logged])
+    start = datetime.now(timezone.utc) - timedelta(seconds=1)
+    _serve_service(repo, 5, seed=3)
+    end = datetime.now(timezone.utc) + timedelta(seconds=1)
+    window = ["--since", start.isoformat(), "--until", end.isoformat()]
+    assert cli(["export", "--repo", str(repo), "--feast-log", SERVICE, *window]) == 0
+    capsys.readouterr()
+    files = sorted((repo / "data" / "feature_logs").rglob("*.parquet"))
+    assert files
+    files[0].write_bytes(b"PAR1 half a file")  # a damaged log file in the destination
+    assert cli(["export", "--repo", str(repo), "--feast-log", SERVICE, *window]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read what feature service" in err and err.count("\n") == 1, err
+    assert len(files) == len(list((repo / "data" / "feature_logs").rglob("*.parquet")))

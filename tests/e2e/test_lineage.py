@@ -222,3 +222,165 @@ def test_check_finds_drift_of_served_values_against_the_training_profile(build_r
         ("user_engagement:watch_minutes", "fail")
     ]
     assert rows["user_engagement:click_through_rate"]["psi_vs_training"] is None  # not trained
+
+
+# --- issue 23, item 3: lineage of on-demand outputs names everything they are computed from ------
+
+SIGNALS = """
+from feast import Field, RequestSource
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64, String
+from features import ranking_signals, user_engagement, video_stats
+
+viewing_context = RequestSource(
+    name="viewing_context",
+    schema=[Field(name="slot", dtype=Float64), Field(name="surface", dtype=String)],
+)
+
+
+@on_demand_feature_view(
+    sources=[user_engagement, video_stats, viewing_context],
+    schema=[Field(name="slot_score", dtype=Float64)],
+    mode="python",
+)
+def slot_signals(inputs: dict) -> dict:
+    return {"slot_score": [
+        float(c) * float(p) / (1.0 + s)
+        for c, p, s in zip(inputs["click_through_rate"], inputs["popularity"], inputs["slot"])
+    ]}
+
+
+# an on-demand view over another one: Feast 0.67 applies it (serving and retrieval of it fail,
+# docs/feast_facts.md), and lineage names the whole chain
+@on_demand_feature_view(
+    sources=[ranking_signals.projection, viewing_context],
+    schema=[Field(name="final_score", dtype=Float64)],
+    mode="python",
+)
+def final_signals(inputs: dict) -> dict:
+    scores = zip(inputs["affinity_score"], inputs["slot"])
+    return {"final_score": [a / (1.0 + s) for a, s in scores]}
+"""
+USER_FEATURES = ["click_through_rate", "watch_minutes", "sessions", "country", "device"]
+
+
+def _inputs(record):
+    return {i["name"]: i for i in record["inputs"]}
+
+
+def test_lineage_of_an_on_demand_output_names_every_input_in_json_text_and_openlineage(
+    build_repo, tmp_path, capsys
+):
+    import yaml
+
+    repo = build_repo(sample_rate=1.0)
+    (repo / "signals.py").write_text(SIGNALS)
+    demo.feast_apply(repo)
+    # after apply: Feast's own apply-time emission needs grpc, which is not installed here
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+    config["openlineage"] = {"enabled": True, "namespace": "recs", "transport_type": "file"}
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    out = tmp_path / "lineage.json"
+    refs = ["slot_signals:slot_score", "final_signals:final_score"]
+    assert cli(["lineage", *refs, "--repo", str(repo), "--json", str(out)]) == 0
+    slot, final = json.loads(out.read_text())
+    assert slot["source"]["name"] == "slot_signals"  # no longer None
+    assert slot["source"]["inputs"] == ["user_engagement", "video_stats", "viewing_context"]
+    assert sorted(slot["sources"]) == ["user_engagement", "video_stats"]  # kept as it was
+    assert slot["request_sources"] == ["viewing_context"]
+    inputs = _inputs(slot)
+    engagement = inputs["user_engagement"]
+    assert engagement["kind"] == "feature_view" and engagement["features"] == USER_FEATURES
+    assert engagement["source"]["name"] == "user_engagement_source"
+    assert engagement["source"]["kind"] == "FileSource"
+    assert engagement["source"]["path"].endswith("user_engagement.parquet")
+    assert engagement["entities"] == ["user"] and engagement["ttl_seconds"] == 86400
+    assert inputs["video_stats"]["source"]["name"] == "video_stats_source"
+    assert inputs["viewing_context"] == {
+        "name": "viewing_context",
+        "kind": "request_source",
+        "fields": [{"name": "slot", "type": "Float64"}, {"name": "surface", "type": "String"}],
+    }
+    chain = _inputs(final)
+    assert set(chain) == {"ranking_signals", "viewing_context"}
+    ranking = chain["ranking_signals"]
+    assert ranking["kind"] == "on_demand_feature_view"
+    assert ranking["features"] == ["affinity_score"]
+    assert [i["name"] for i in ranking["inputs"]] == ["user_engagement", "video_stats"]
+    assert (
+        ranking["udf_fingerprint"]
+        == describe_view(
+            FeatureStore(repo_path=str(repo)).get_on_demand_feature_view("ranking_signals")
+        )["udf_fingerprint"]
+    )
+
+    capsys.readouterr()
+    assert cli(["lineage", *refs, "--repo", str(repo)]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "  source      slot_signals [OnDemandFeatureView] computed from user_engagement, "
+        "video_stats, viewing_context" in text
+    )
+    assert "  input       user_engagement [feature view] reads click_through_rate, " in text
+    assert "source user_engagement_source [FileSource] " in text
+    assert (
+        "  input       viewing_context [request source] fields slot (Float64), surface (String)"
+        in text
+    )
+    assert (
+        "  input       ranking_signals [on-demand view] reads affinity_score; computed from "
+        "user_engagement, video_stats" in text
+    )
+    assert "    input       user_engagement [feature view]" not in text  # nested: one lead
+    assert "  input         user_engagement [feature view] reads" in text
+
+    # OpenLineage: a training retrieval of the on-demand output, and a check that served it
+    store = FeatureStore(repo_path=str(repo))
+    entity_df = pd.DataFrame(
+        {
+            "user_id": [1001, 1002],
+            "video_id": [demo.FIRST_VIDEO, demo.FIRST_VIDEO + 1],
+            "slot": [1.0, 2.0],
+            "surface": ["home", "search"],
+            "event_timestamp": datetime.now(timezone.utc) - timedelta(hours=1),
+        }
+    )
+    store.get_historical_features(entity_df=entity_df, features=["slot_signals:slot_score"]).to_df()
+    rows = [
+        {"user_id": 1001 + i, "video_id": demo.FIRST_VIDEO + i, "slot": 1.0, "surface": "home"}
+        for i in range(10)
+    ]
+    for _ in range(4):
+        store.get_online_features(["slot_signals:slot_score"], entity_rows=rows)
+    assert store._get_provider().flush_samples()
+    assert cli(["check", "--repo", str(repo), "--no-progress"]) in (0, 1)
+    events = [
+        json.loads(line)
+        for line in (repo / "openlineage_events.json").read_text().splitlines()
+        if line.strip()
+    ]
+    (training,) = [e for e in events if e["job"]["name"].endswith(".training_retrieval")]
+    (done,) = [
+        e
+        for e in events
+        if e["job"]["name"].endswith(".parity_check") and e["eventType"] == "COMPLETE"
+    ]
+    for event in (training, done):
+        by_name = {d["name"]: d for d in event["inputs"]}
+        assert {"slot_signals", "user_engagement", "video_stats"} <= set(by_name), by_name
+        request = by_name["request_source/viewing_context"]
+        fields = {f["name"]: f["type"] for f in request["facets"]["schema"]["fields"]}
+        assert fields == {"slot": "Float64", "surface": "String"}
+        derived = by_name["slot_signals"]["facets"]["columnLineage"]["fields"]["slot_score"]
+        sources = {(f["name"], f["field"]) for f in derived["inputFields"]}
+        assert {
+            ("user_engagement", "click_through_rate"),
+            ("video_stats", "popularity"),
+            ("request_source/viewing_context", "slot"),
+        } <= sources
+    # the training retrieval recorded the on-demand output itself (Feast hands the provider its
+    # batch inputs only), with the transformation it was computed by
+    (record,) = lineage(repo, ["slot_signals:slot_score"])
+    assert record["last_trained"] is not None
+    assert record["transformation"]["training"] == record["udf_fingerprint"]

@@ -10,6 +10,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -248,6 +249,96 @@ def test_an_unreachable_endpoint_never_fails_the_check_or_training(build_repo, c
             features=["user_engagement:sessions"],
         ).to_df()
     assert len(frame) == 1
+    assert openlineage_events.OUTBOX.wait(10)  # sent off the caller's thread: let it finish
     assert openlineage_events.FAILED_EVENTS["count"] - before == 3  # START, COMPLETE, training
+    warned = [r for r in caplog.records if "OpenLineage event not sent" in r.getMessage()]
+    assert len(warned) == 1
+
+
+class Silent:
+    """An endpoint that accepts every connection, reads what it is sent, and never answers."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)  # held open, never answered
+
+    def close(self) -> None:
+        for conn in [*self.connections, self.listener]:
+            conn.close()
+
+
+def _seconds(run) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def test_a_silent_or_refused_endpoint_adds_at_most_the_wait_to_training_and_the_check(
+    build_repo, caplog
+):
+    """Issue 29, case 10. Lineage is sent off the caller's thread and the caller waits for it
+    at most WAIT_SECONDS, whatever the endpoint does.
+
+    How the added time is judged without a machine-speed threshold: each run is timed against
+    the same run with no endpoint, in the same test. A caller that waited for a send to an
+    endpoint that never answers could not return before the HTTP client gives up, i.e. before
+    openlineage-python's own timeout (HttpConfig.timeout, 5 s; the check sends two events): so
+    an added time under that timeout shows the caller did not wait for the endpoint, and the
+    wait it did do is bounded by construction (Outbox.wait). The measured times are printed."""
+    from openlineage.client.transport.http import HttpConfig
+
+    transport_timeout = HttpConfig(url="http://x").timeout
+    repo = build_repo(sample_rate=1.0)
+    serve_refs(repo, 20)
+    store = FeatureStore(repo_path=str(repo))
+    entity_df = pd.DataFrame({"user_id": [1001, 1002, 1003], "event_timestamp": [now_hour()] * 3})
+
+    def train() -> None:
+        job = FeatureStore(repo_path=str(repo)).get_historical_features(
+            entity_df=entity_df, features=["user_engagement:sessions"]
+        )
+        assert len(job.to_df()) == 3
+
+    def check() -> None:
+        assert cli(["check", "--repo", str(repo), "--no-progress"]) == 0
+
+    del store
+    train()  # warm: the first retrieval of a process imports and caches more
+    baseline = {"training": _seconds(train), "check": _seconds(check)}
+    silent = Silent()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{probe.getsockname()[1]}"  # closed when the block ends
+    openlineage_events._WARNED["done"] = False
+    before = openlineage_events.FAILED_EVENTS["count"]
+    try:
+        with caplog.at_level(logging.WARNING, logger="feast_parity.plugin.openlineage_events"):
+            for name, url in (("silent", silent.url), ("refused", refused)):
+                _with_block(repo, transport_type="http", transport_url=url)
+                added = {
+                    "training": _seconds(train) - baseline["training"],
+                    "check": _seconds(check) - baseline["check"],
+                }
+                print(f"{name} endpoint: added {added} (baseline {baseline})")
+                for run, seconds in added.items():
+                    assert seconds < transport_timeout, (name, run, added, baseline)
+            assert silent.connections, "the events were sent to the silent endpoint"
+            # every event is accounted for once the sender gives up on it (2 s each, no retry)
+            deadline = time.monotonic() + 30
+            while openlineage_events.OUTBOX.pending and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        silent.close()
+    assert openlineage_events.FAILED_EVENTS["count"] - before == 6  # 2 x (START, COMPLETE, run)
     warned = [r for r in caplog.records if "OpenLineage event not sent" in r.getMessage()]
     assert len(warned) == 1

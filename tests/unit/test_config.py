@@ -159,3 +159,95 @@ def test_redaction_refuses_to_start_without_its_key(monkeypatch: pytest.MonkeyPa
     config = ParityConfig.from_mapping({"redact": ["user_engagement:country"]})
     assert config.redaction_key() == b"k3y"
     assert ParityConfig.from_mapping({}).redaction_key() is None
+
+
+# --- sane ranges of every numeric key (issue 29, case 9) ---------------------------------------
+
+
+def _block_with(pattern: str, value: Any) -> dict[str, Any]:
+    """A block setting the key ``pattern`` (``*`` filled in) to ``value``; a warn/fail pair or
+    min_history/baseline_runs gets its partner too, so only the range can refuse it."""
+    parts = pattern.split(".")
+    path = [
+        ("psi" if parts[i - 1] == "signals" else "h") if part == "*" else part
+        for i, part in enumerate(parts)
+    ]
+    leaf: dict[str, Any] = {path[-1]: value}
+    name = path[-1]
+    if name.endswith("_warn"):
+        leaf[name[: -len("_warn")] + "_fail"] = value  # warn <= fail holds
+    elif name.endswith("_fail"):
+        leaf[name[: -len("_fail")] + "_warn"] = 0.0
+    elif name == "min_history":
+        leaf["baseline_runs"] = value
+    elif name == "baseline_runs":
+        leaf["min_history"] = 2
+    block: dict[str, Any] = leaf
+    for part in reversed(path[:-1]):
+        block = {part: block}
+    return block
+
+
+def test_every_numeric_key_of_the_block_has_a_sane_range() -> None:
+    from feast_parity.plugin.config import NUMERIC_RANGES, _numeric_leaves, _range_of
+
+    full = ParityConfig.from_mapping(
+        {
+            "alerts": {
+                "sustain_minutes": 30,
+                "signals": {"psi": {"threshold": 0.2, "min_delta": 0.01}},
+                "detector_params": {"h": 5},
+            }
+        }
+    )
+    paths = [path for path, _ in _numeric_leaves(full.model_dump())]
+    assert len(paths) >= 35
+    missing = [".".join(p) for p in paths if _range_of(p) is None]
+    assert missing == [], f"numeric keys without a range in NUMERIC_RANGES: {missing}"
+    patterns = [p.split(".") for p in NUMERIC_RANGES]
+    unused = [
+        ".".join(p)
+        for p in patterns
+        if not any(len(p) == len(q) and all(a in ("*", b) for a, b in zip(p, q)) for q in paths)
+    ]
+    assert unused == [], f"ranges of keys that do not exist: {unused}"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    sorted(__import__("feast_parity.plugin.config", fromlist=["NUMERIC_RANGES"]).NUMERIC_RANGES),
+)
+def test_infinity_and_values_past_the_range_are_one_line_naming_the_key(pattern: str) -> None:
+    from feast_parity.plugin.config import NUMERIC_RANGES
+
+    key = "parity." + pattern.replace("signals.*", "signals.psi").replace("params.*", "params.h")
+    low, high = NUMERIC_RANGES[pattern]
+    for value in (math.inf, -math.inf, math.nan, high * 10 + 1, low - abs(low) - 1):
+        message = config_error(_block_with(pattern, value))
+        assert message.startswith(f"{key}: "), (value, message)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (
+            {"flush_interval_seconds": math.inf},
+            "parity.flush_interval_seconds: must be a finite number (got inf)",
+        ),
+        (
+            {"flush_interval_seconds": 1e10},
+            "parity.flush_interval_seconds: must be between 0.001 and 3,600 (got 10,000,000,000)",
+        ),
+        (
+            {"queue_size": 10**9},
+            "parity.queue_size: must be between 1 and 1,000,000 (got 1,000,000,000)",
+        ),
+        (
+            {"alerts": {"resolved_retention_hours": 1e9}},
+            "parity.alerts.resolved_retention_hours: "
+            "must be between 0 and 87,600 (got 1,000,000,000)",
+        ),
+    ],
+)
+def test_range_messages_say_the_range_and_the_value(block: dict[str, Any], message: str) -> None:
+    assert config_error(block) == message

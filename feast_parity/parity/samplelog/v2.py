@@ -68,11 +68,21 @@ class Skipped:
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[int]] = field(default_factory=dict)
 
-    def add(self, reason: str, sample_id: int) -> None:
-        self.counts[reason] = self.counts.get(reason, 0) + 1
+    def add(self, reason: str, sample_id: int, count: int = 1) -> None:
+        """Count ``count`` rows skipped for ``reason`` (in constant time, whatever the count),
+        the first of them ``sample_id``."""
+        self.counts[reason] = self.counts.get(reason, 0) + count
         shown = self.examples.setdefault(reason, [])
         if len(shown) < 5:
             shown.append(int(sample_id))
+
+    def add_ids(self, reason: str, sample_ids: np.ndarray) -> None:
+        """Count every row of ``sample_ids`` skipped for ``reason``; the first few are shown."""
+        if not len(sample_ids):
+            return
+        self.counts[reason] = self.counts.get(reason, 0) + len(sample_ids)
+        shown = self.examples.setdefault(reason, [])
+        shown.extend(int(i) for i in sample_ids[: 5 - len(shown)])
 
     def merge(self, other: Skipped) -> None:
         for reason, count in other.counts.items():
