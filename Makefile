@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 
-.PHONY: install demo test test-unit lint bench bench-serve bench-check bench-check-10m bench-spark bench-log bench-deps clean
+.PHONY: install demo test test-unit test-extras lint bench bench-serve bench-check bench-check-10m bench-spark bench-log bench-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest -q -m "not e2e"
+
+# Each extra alone in a fresh venv (uv), running the path the docs give for it: apply, serve, check
+test-extras: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/extras
 
 lint: install
 	$(VENV)/bin/ruff check feast_parity tests benchmarks feast_repo
