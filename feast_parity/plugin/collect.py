@@ -175,7 +175,9 @@ class BatchCollector:
         layout = plan.layouts.get(names)
         if layout is not None:
             return layout
-        catalog = ViewCatalog(plan.registry, plan.project)
+        catalog = ViewCatalog(
+            plan.registry, plan.project, views=plan.served_views, service=plan.served_service
+        )
         features = plan.features if plan.service is not None else list(plan.features)
         columns = served_columns(catalog, features, plan.full_feature_names)
         captured: set[str] = set()

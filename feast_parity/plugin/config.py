@@ -243,6 +243,24 @@ class ParityConfig(BaseModel):
         extra = getattr(repo_config, "model_extra", None) or {}
         return cls.from_mapping(extra.get("parity"))
 
+    def needs_base_directory(self) -> bool:
+        """The samples go to a relative path: a relative SQLite file (the default store) or a
+        relative local ``sample_log`` directory."""
+        if self.sample_log:
+            location = self.sample_log
+            return "://" not in location and not os.path.isabs(os.path.expanduser(location))
+        return self.store_is_relative()
+
+    def store_is_relative(self) -> bool:
+        """``store`` is a SQLite file given relative to the repo (as the default is)."""
+        url = self.store
+        relative = url[len("sqlite:///") :]
+        return (
+            url.startswith("sqlite:///")
+            and not url.startswith("sqlite:////")
+            and relative not in ("", ":memory:")
+        )
+
     def store_url(self, repo_path: str | os.PathLike[str] | None = None) -> str:
         """The store URL with a relative SQLite path resolved against the repo directory."""
         url = self.store
@@ -251,3 +269,34 @@ class ParityConfig(BaseModel):
             if relative and relative != ":memory:":
                 return "sqlite:///" + os.path.join(os.fspath(repo_path), relative)
         return url
+
+
+def base_directory(repo_config: Any) -> str | None:
+    """Where the plugin's relative paths (the default ``sqlite:///data/parity.db``, a relative
+    ``sample_log``) resolve: the repo directory; for a FeatureStore built from a RepoConfig in
+    code (no repo path), the directory of its registry file when that is a local file; else None
+    (the provider then does not sample, and says so once).
+
+    >>> from feast.repo_config import RepoConfig
+    >>> base_directory(RepoConfig(project="p", registry="/srv/feast/registry.db",
+    ...     provider="local", online_store={"type": "sqlite", "path": "/tmp/o.db"},
+    ...     entity_key_serialization_version=3))
+    '/srv/feast'
+    >>> base_directory(RepoConfig(project="p", registry="s3://bucket/registry.db",
+    ...     provider="local", online_store={"type": "sqlite", "path": "/tmp/o.db"},
+    ...     entity_key_serialization_version=3)) is None
+    True
+    """
+    repo_path = getattr(repo_config, "repo_path", None)
+    if repo_path:
+        return os.fspath(repo_path)
+    registry = getattr(repo_config, "registry", None)
+    path = registry if isinstance(registry, str) else getattr(registry, "path", None)
+    kind = "file" if isinstance(registry, str) else getattr(registry, "registry_type", "file")
+    if kind != "file" or not isinstance(path, str) or not path:
+        return None
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    elif "://" in path:
+        return None
+    return os.path.dirname(os.path.abspath(os.path.expanduser(path)))

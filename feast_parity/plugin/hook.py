@@ -61,6 +61,8 @@ class Plan:
         "registry",
         "registry_ts",
         "service",
+        "served_service",
+        "served_views",
     )
 
     def __init__(
@@ -74,6 +76,8 @@ class Plan:
         registry_ts: Any,
         input_names: frozenset[str] = frozenset(),
         leading: int = 0,
+        served_views: tuple[Any, ...] = (),
+        served_service: Any = None,
     ) -> None:
         self.features = features  # tuple of refs, or the FeatureService object
         self.service: str | None = features.name if isinstance(features, FeatureService) else None
@@ -89,8 +93,12 @@ class Plan:
         # and how many columns (join keys, request data) come before Feast's feature columns
         self.input_names = input_names
         self.leading = leading
-        self.registry = registry  # what the writer resolves served columns against
+        self.registry = registry  # what the writer resolves anything else against
         self.registry_ts = registry_ts
+        # the views and the feature service Feast served with (taken when the plan is made):
+        # the writer logs with them even if the registry changed since
+        self.served_views = served_views
+        self.served_service = served_service
         self.layouts: dict[tuple[str, ...], Any] = {}
 
 
@@ -419,6 +427,12 @@ def _new_plan(
                 output = f"{prefix}__{feature}" if full_feature_names else feature
                 if output not in requested:
                     inputs.add(output)
+    served_service = None
+    if isinstance(features, FeatureService):  # Feast serves the registry's version of it
+        try:
+            served_service = registry.get_feature_service(features.name, project, True)
+        except Exception:
+            served_service = features
     return Plan(
         features,
         full_feature_names,
@@ -429,6 +443,8 @@ def _new_plan(
         registry_ts,
         frozenset(inputs),
         len(leading_keys),
+        (*(view for view, _ in grouped_refs), *context[1]),
+        served_service,
     )
 
 

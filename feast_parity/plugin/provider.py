@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 from feast.feature_service import FeatureService
@@ -22,7 +23,7 @@ from feast.repo_config import RepoConfig
 
 from feast_parity.parity.sampling import Sampler
 from feast_parity.plugin.collect import BatchCollector
-from feast_parity.plugin.config import ParityConfig
+from feast_parity.plugin.config import ParityConfig, base_directory
 from feast_parity.plugin.hook import ServingHook, capture_dropped_inputs, install_capture
 from feast_parity.store.writer import SampleWriter, install_sigterm_flush
 
@@ -53,14 +54,20 @@ class ParityProvider(PassthroughProvider):
         self._writer: SampleWriter | None = None
         self._writer_lock = threading.Lock()
         self._sampling = cfg.enabled and self.sampler.threshold > 0
+        # where relative store paths resolve: the repo, else beside a local registry file
+        self.base_dir = base_directory(config)
+        if self._sampling and self.base_dir is None and cfg.needs_base_directory():
+            self._sampling = False
+            logger.warning(
+                "feast-parity: sampling is off: this FeatureStore has no repo path and no local "
+                "registry file to put the sample store %s beside; set parity.store to an "
+                "absolute path or a database URL to turn it on",
+                cfg.sample_log or cfg.store,
+            )
         if self._sampling:
             # SIGTERM flushes the queue first (main thread, default or Python handler only).
             install_sigterm_flush()
             install_capture()  # on-demand inputs Feast drops from responses (plugin/hook.py)
-
-    @property
-    def repo_path(self) -> Any:
-        return getattr(self.repo_config, "repo_path", None)
 
     # -- the sample log writer, created on first use --
 
@@ -77,12 +84,14 @@ class ParityProvider(PassthroughProvider):
                         redact_key=cfg.redaction_key(),
                     )
                     self._writer = SampleWriter(
-                        cfg.sample_sink(self.repo_path, collector.writer),
+                        cfg.sample_sink(self.base_dir, collector.writer),
                         collector,
                         queue_size=cfg.queue_size,
                         batch_rows=cfg.batch_size,
                         flush_interval=cfg.flush_interval_seconds,
                     )
+                    # a FeatureStore dropped without teardown stops its writer (without waiting)
+                    weakref.finalize(self, self._writer.stop_soon)
                     try:
                         from feast_parity.plugin.metrics import install as install_metrics
 
@@ -98,6 +107,22 @@ class ParityProvider(PassthroughProvider):
     def flush_samples(self, timeout: float = 30.0) -> bool:
         """Block until queued samples are written (for tests, jobs and shutdown hooks)."""
         return True if self._writer is None else self._writer.flush(timeout)
+
+    def close_samples(self, timeout: float = 10.0) -> None:
+        """Write what is queued and stop the writer thread (a later sampled request starts a
+        new one). Waits at most about ``timeout`` + 2 s."""
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close(timeout)
+
+    def teardown_infra(self, project: str, tables: Any, entities: Any) -> None:
+        """``FeatureStore.teardown()``: Feast's teardown, then the writer is flushed and
+        stopped."""
+        try:
+            super().teardown_infra(project, tables, entities)
+        finally:
+            self.close_samples()
 
     # -- online retrieval hooks --
 
@@ -167,11 +192,10 @@ class ParityProvider(PassthroughProvider):
         try:
             await super().close()
         finally:
-            writer = self._writer
-            if writer is not None:
+            if self._writer is not None:
                 import asyncio
 
-                await asyncio.get_running_loop().run_in_executor(None, writer.flush, 10.0)
+                await asyncio.get_running_loop().run_in_executor(None, self.close_samples, 10.0)
 
     # -- offline retrieval hook: training lineage --
 
@@ -181,7 +205,13 @@ class ParityProvider(PassthroughProvider):
         if engine is None:
             from feast_parity.store.engine import open_store
 
-            engine = open_store(self.parity_config.store_url(self.repo_path))
+            url = self.parity_config.store_url(self.base_dir)
+            if self.base_dir is None and self.parity_config.store_is_relative():
+                raise RuntimeError(
+                    f"parity.store {url} is relative and this FeatureStore has no repo path or "
+                    "local registry file to resolve it against"
+                )
+            engine = open_store(url)
             self._parity_engine = engine
         return engine
 

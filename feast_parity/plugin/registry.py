@@ -9,7 +9,7 @@ view, projection (alias, join-key map) and declared type each response column ha
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,13 +68,31 @@ def view_info(view: Any) -> ViewInfo:
 
 
 class ViewCatalog:
-    """Registry views by name, each looked up once (a registry read can cost milliseconds)."""
+    """Registry views by name, each looked up once (a registry read can cost milliseconds).
 
-    def __init__(self, registry: Any, project: str, *, allow_cache: bool = True) -> None:
+    ``views`` and ``service`` seed the catalog with the objects Feast served a request with
+    (the hook takes them on the request path), so that what the writer logs later does not
+    depend on the registry as it is by then: a view or service changed or removed after the
+    request is still logged as served. Names not seeded are looked up in the registry.
+    """
+
+    def __init__(
+        self,
+        registry: Any,
+        project: str,
+        *,
+        allow_cache: bool = True,
+        views: Iterable[Any] = (),
+        service: Any = None,
+    ) -> None:
         self.registry = registry
         self.project = project
         self.allow_cache = allow_cache
         self._views: dict[str, ViewInfo | None] = {}
+        for view in views:
+            info = view_info(view)
+            self._views.setdefault(info.name.split("@", 1)[0], info)
+        self._service = service
 
     def get(self, name: str) -> ViewInfo | None:
         """The view called ``name`` (a version suffix ``@v2`` is ignored), or None."""
@@ -104,6 +122,8 @@ class ViewCatalog:
         return None if info is None else info.view
 
     def service(self, name: str) -> Any:
+        if self._service is not None and self._service.name == name:
+            return self._service
         return self.registry.get_feature_service(name, self.project, self.allow_cache)
 
 

@@ -235,18 +235,29 @@ class SampleWriter:
             self._flush_requested.clear()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush what is queued, then stop the thread."""
+        """Flush what is queued, then stop the thread (waits at most about ``timeout`` + 2 s;
+        rows the thread could not write by then are written as it stops, or counted)."""
         if self._closed:
             return
         self._paused.clear()
         self.flush(timeout)
+        self.stop_soon()
+        self._thread.join(timeout=2.0)
+
+    def stop_soon(self) -> None:
+        """Refuse new snapshots, and let the thread write what is queued, close the sink and
+        end. Never waits: a FeatureStore's garbage collection calls it on whatever thread
+        collects (plugin/provider.py)."""
         with self._lock:
             self._closed = True
         self._stopping = True
+        self._paused.clear()
         self._wake()
-        self._thread.join(timeout=2.0)
-        if not self._thread.is_alive():
-            self.sink.close()
+
+    @property
+    def running(self) -> bool:
+        """The writer thread is alive."""
+        return self._thread.is_alive()
 
     # -- writer thread --
 
@@ -273,6 +284,12 @@ class SampleWriter:
             self._loop(state)
         except BaseException as exc:  # never die silently: count what is lost, and say why
             self._die(exc, state)
+            return
+        _live_writers.discard(self)
+        try:
+            self.sink.close()
+        except Exception:  # the process goes on; nothing is left to write
+            pass
 
     def _die(self, exc: BaseException, state: _Gathered) -> None:
         with self._lock:
