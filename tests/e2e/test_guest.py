@@ -334,7 +334,7 @@ def test_the_feature_server_answers_the_same_with_the_plugin(twin_repos: dict) -
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     # Feast orders some response columns by set iteration: the same string
-                    # hashes in both servers, or two plain servers differ too (feast_facts S3)
+                    # hashes in both servers, or two plain servers differ too (feast_facts C1)
                     env={**os.environ, "PYTHONHASHSEED": "0"},
                 ),
                 port,
