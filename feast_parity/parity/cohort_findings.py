@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from feast_parity.parity.cohorts import NULL, OTHER, _pct, _percentiles, sliced_metrics
+from feast_parity.parity.cohorts import NULL, OTHER, sliced_metrics
+from feast_parity.parity.stats import pct, percentiles
 
 
 def rank_cohorts(
@@ -167,10 +168,10 @@ def _finding(
         "entities": stats.get("entities"),
         "pvalue": pvalue,
     }
-    tail = f"(all rows: {_pct(overall)})"
+    tail = f"(all rows: {pct(overall)})"
     if kind == "value_mismatch":
         message = (
-            f"cohort {cohort['label']}: {_pct(mine)} of {stats['compared']} served values "
+            f"cohort {cohort['label']}: {pct(mine)} of {stats['compared']} served values "
             f"differ from the offline value at the same event time {tail}"
         )
         evidence = {
@@ -180,11 +181,11 @@ def _finding(
         }
     elif kind == "stale_serving":
         message = (
-            f"cohort {cohort['label']}: {_pct(mine)} of {stats['rows']} rows served an older "
+            f"cohort {cohort['label']}: {pct(mine)} of {stats['rows']} rows served an older "
             f"row than offline had at request time {tail}"
         )
         evidence = {
-            "lag_seconds": stats.get("stale_lag_seconds") or _percentiles([]),
+            "lag_seconds": stats.get("stale_lag_seconds") or percentiles([]),
             "stale_rows": stats["stale_rows"],
             "rows": stats["rows"],
         }
@@ -192,7 +193,7 @@ def _finding(
         fills = list(aggregate.get("fill_values") or [])
         seen = ", ".join(repr(v) for v in fills) if fills else "null / NOT_FOUND"
         message = (
-            f"cohort {cohort['label']}: {_pct(mine)} of rows served a default ({seen}) where "
+            f"cohort {cohort['label']}: {pct(mine)} of rows served a default ({seen}) where "
             f"offline has a real value {tail}"
         )
         evidence = {

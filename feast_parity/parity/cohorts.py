@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from feast_parity.parity.metrics import cohort_metrics
 from feast_parity.parity.sampling import EntityKeyError, canonical_entity_key
+from feast_parity.parity.stats import percentiles
 
 OTHER = "(other)"  # cohorts beyond max_cohorts, merged
 NULL = "(null)"  # dimension value unknown for the row (no offline value, join key absent)
@@ -426,7 +427,7 @@ class CohortSlices:
             for label, c in sorted(table.items(), key=lambda kv: (-kv[1].rows, kv[0])):
                 stats = c.stats(fill_values, on_demand)
                 stats["examples"] = list(c.examples)
-                stats["stale_lag_seconds"] = _percentiles(c.stale_lags)
+                stats["stale_lag_seconds"] = percentiles(c.stale_lags)
                 cohorts[label] = stats
             out[dim] = {"cohorts": cohorts, "merged": self.merged.get(dim, 0)}
         return out
@@ -434,17 +435,6 @@ class CohortSlices:
 
 def _rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else part / whole
-
-
-def _pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
-
-
-def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
-    if not len(values):
-        return {"p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
 
 
 def entity_hashes(keys: Sequence[Mapping[str, Any]], join_keys: Sequence[str] | None) -> np.ndarray:

@@ -27,17 +27,16 @@ import numpy as np
 
 from feast_parity.parity.canonical import Other
 from feast_parity.parity.cohorts import CohortSlices
-from feast_parity.parity.columns import CanonicalColumn
+from feast_parity.parity.columns import NUMERIC_TYPES, CanonicalColumn
 from feast_parity.parity.edges import EdgeBuffer
 from feast_parity.parity.fills import FillTallies
 from feast_parity.parity.magnitude import SkewMagnitude
 from feast_parity.parity.reservoir import Reservoir
 from feast_parity.parity.served import FIELD_STATUS_PRESENT, ServedFeature
 from feast_parity.parity.sketches import CategoricalHistogram, NumericHistogram
-from feast_parity.parity.stats import ks_2samp, psi, psi_critical_value
+from feast_parity.parity.stats import ks_2samp, percentiles, psi, psi_critical_value
 from feast_parity.parity.view import RowOutcomes
 
-NUMERIC_TYPES = frozenset({"Int32", "Int64", "Float32", "Float64"})
 CATEGORICAL_TYPES = frozenset({"String", "Bool"})
 EXAMPLES = 5
 ONLINE_TYPE_NAMES = {
@@ -480,7 +479,7 @@ class FeatureComparison:
             "mismatch_magnitude": magnitude.result(),
             "stale_rate": None if self.on_demand else _rate(self.stale_rows, self.rows),
             "stale_rows": None if self.on_demand else self.stale_rows,
-            "stale_lag_seconds": _percentiles(self.stale_sample.values),
+            "stale_lag_seconds": percentiles(self.stale_sample.values),
             "expired_rate": None if self.on_demand else _rate(self.expired_rows, self.rows),
             "online_only_rows": self.online_only_rows,
             "silent_default_rate": _rate(defaults, self.offline_real),
@@ -577,13 +576,6 @@ def _labels_of(column: CanonicalColumn, rows: np.ndarray, redacted: bool) -> np.
     if column.kind == "bool":
         return np.where(column.values[rows], "True", "False").astype(object)
     return np.asarray([str(v) for v in column.values[rows].tolist()], dtype=object)
-
-
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
-    if not len(values):
-        return {"p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
 
 
 def _is_number(value: Any) -> TypeGuard[float]:

@@ -17,7 +17,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from feast_parity.parity.canonical import type_family
+from feast_parity.parity.causes import (
+    code_drift_explains_divergence,
+    defaults_held_by_view,
+    drift_is_explained,
+    type_change_explains_mismatch,
+    view_schema_change_explains,
+)
 from feast_parity.parity.freshness import format_duration, freshness_status
+from feast_parity.parity.stats import pct
 
 SEVERITY_RANK = {"fail": 3, "warn": 2, "insufficient_data": 1, "ok": 0}
 FINDING_KINDS = (
@@ -94,10 +102,6 @@ def level(rate: float | None, warn: float, fail: float) -> str | None:
 
 def worst(severities: Sequence[str]) -> str:
     return max(severities, key=lambda s: SEVERITY_RANK[s]) if severities else "ok"
-
-
-def pct(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
 
 
 def schema_of(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,15 +216,6 @@ def divergence_finding(
     )
 
 
-def explained_by_code_drift(result: Mapping[str, Any], view_causes: set[str]) -> bool:
-    """Whether an output's divergence is all on old code, so the view's code-drift finding
-    is its one cause."""
-    inputs = result.get("transformation") or {}
-    return "transformation_divergence" in view_causes and not inputs.get(
-        "diverged_on_registry_code"
-    )
-
-
 def feature_findings(
     result: Mapping[str, Any], thresholds: CheckThresholds, view_causes: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -241,19 +236,18 @@ def feature_findings(
                 f"{result.get('offline_unfit', 0)} value(s) that are not {schema['declared']}"
             )
         finding = new_finding("schema_divergence", feature, "fail", message, dict(schema))
-        (folded if "schema_divergence" in view_causes else found).append(finding)
+        (folded if view_schema_change_explains(view_causes) else found).append(finding)
     if result.get("on_demand"):
         divergence = divergence_finding(result, thresholds)
         if divergence is not None:
-            explained = explained_by_code_drift(result, view_causes)
+            explained = code_drift_explains_divergence(result, view_causes)
             (folded if explained else found).append(divergence)
     elif result["compared"] >= thresholds.min_compared:
         severity = level(
             result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail
         )
         if severity:
-            # values served as another type differ because of it: one cause, one finding
-            by_type = bool(schema["diverged"] and schema.get("online_diverged"))
+            by_type = type_change_explains_mismatch(schema)
             (folded if by_type else found).append(
                 new_finding(
                     "value_mismatch",
@@ -272,9 +266,7 @@ def feature_findings(
     offline_rows = result.get("offline_rows", 0)
     if offline_rows >= thresholds.min_compared:
         defaults = result["silent_defaults"]
-        own = defaults - (
-            result.get("silent_defaults_not_found", 0) if "silent_default" in view_causes else 0
-        )
+        own = defaults - defaults_held_by_view(result, view_causes)
         rate = own / offline_rows if offline_rows else None
         severity = level(rate, thresholds.silent_default_warn, thresholds.silent_default_fail)
         fills = result.get("fill_values") or []
@@ -304,8 +296,7 @@ def feature_findings(
         {"ks_statistic": result.get("ks_statistic"), "ks_pvalue": result.get("ks_pvalue")},
     )
     if drift is not None:
-        own = ("value_mismatch", "silent_default", "transformation_divergence")
-        explained = any(f["kind"] in own for f in found + folded) or bool(view_causes)
+        explained = drift_is_explained([f["kind"] for f in found + folded], view_causes)
         (folded if explained else found).append(drift)
     trained = _drift_finding(
         feature,

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from feast_parity.parity.columns import NUMERIC_TYPES
 from feast_parity.parity.sketches import CategoricalHistogram, NumericHistogram, quantile_edges
 
-NUMERIC_TYPES = {"Int32", "Int64", "Float32", "Float64"}
 CATEGORICAL_TYPES = {"String", "Bool"}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from feast_parity.parity.causes import attach_folded, fold_input_moves
 from feast_parity.parity.cohort_findings import feature_cohorts
 from feast_parity.parity.findings import (
     SEVERITY_RANK,
@@ -26,10 +27,7 @@ from feast_parity.parity.findings import (
     worst,
 )
 from feast_parity.parity.freshness import format_duration
-from feast_parity.parity.transformation_findings import (
-    fold_input_moves,
-    transformation_view_findings,
-)
+from feast_parity.parity.transformation_findings import transformation_view_findings
 
 SCHEMA_VERSION = 1
 LAG_EDGES = [0, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400]
@@ -132,32 +130,9 @@ def build_report(
                 row.pop(key, None)
             feature_rows.append(row)
             findings.extend(found)
-    for row, found in view_rows:
-        folded = view_folded.get(row["feature_view"], [])
-        for finding in found:
-            if finding["kind"] != "freshness_slo" and folded:
-                finding["evidence"]["folded"] = [
-                    {k: f[k] for k in ("kind", "feature", "severity", "message")} for f in folded
-                ]
+    for _, found in view_rows:
         findings.extend(found)
-    # folded findings of a view without a view-level cause (drift explained by the feature's
-    # own findings) stay in that feature's findings' evidence
-    for view_name, folded in view_folded.items():
-        if causes_by_view.get(view_name):
-            continue
-        for f in folded:
-            owner = next(
-                (
-                    g
-                    for g in findings
-                    if g.get("feature") == f["feature"] and g["kind"] != f["kind"]
-                ),
-                None,
-            )
-            if owner is not None:
-                owner["evidence"].setdefault("folded", []).append(
-                    {k: f[k] for k in ("kind", "feature", "severity", "message")}
-                )
+    attach_folded([(row["feature_view"], found) for row, found in view_rows], view_folded, findings)
     notes = list(notes)
     fold_input_moves(findings, [row for row, _ in view_rows], notes)
     sort_findings(findings)

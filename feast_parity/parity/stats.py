@@ -27,6 +27,8 @@ from feast_parity.parity.sketches import valid_numeric
 
 __all__ = [
     "Severity",
+    "pct",
+    "percentiles",
     "ks_2samp",
     "psi",
     "psi_chi_square_bound",
@@ -198,3 +200,35 @@ def severity_for_psi(psi: float | None, warn: float = 0.1, fail: float = 0.25) -
     if psi >= warn:
         return "warn"
     return "ok"
+
+
+def pct(rate: Any) -> str:
+    """A rate as a percentage with one decimal, '-' when unknown (the one format of rates in
+    messages, text and HTML).
+
+    >>> pct(0.0943), pct(None), pct(float("nan"))
+    ('9.4%', '-', '-')
+    """
+    if rate is None or isinstance(rate, bool):
+        return "-"
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{value:.1%}" if math.isfinite(value) else "-"
+
+
+def percentiles(values: Sequence[float] | npt.ArrayLike) -> dict[str, float | None]:
+    """p50, p95, p99 (numpy's linear interpolation), rounded to milliseconds for lags; nulls
+    when there are no values.
+
+    >>> percentiles([1.0, 2.0, 3.0, 4.0])
+    {'p50': 2.5, 'p95': 3.85, 'p99': 3.97}
+    >>> percentiles([])
+    {'p50': None, 'p95': None, 'p99': None}
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if not array.size:
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(array, [50, 95, 99])
+    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}

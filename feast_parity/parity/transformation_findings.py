@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from feast_parity.parity.findings import CheckThresholds, level, new_finding, pct
+from feast_parity.parity.findings import CheckThresholds, level, new_finding
+from feast_parity.parity.stats import pct
 
 
 def transformation_view_findings(
@@ -151,80 +152,3 @@ def shadow_findings(
             )
         )
     return out
-
-
-# an input's row outcome -> the findings that hold it, most specific first ("feature" findings
-# are on the input feature, "view" findings on its view)
-_HOLDERS = {
-    "value_mismatch": (
-        ("feature", "value_mismatch"),
-        ("feature", "silent_default"),
-        ("feature", "schema_divergence"),
-        ("view", "schema_divergence"),
-    ),
-    "silent_default": (
-        ("feature", "silent_default"),
-        ("view", "silent_default"),
-        ("feature", "value_mismatch"),
-    ),
-    "stale_serving": (("view", "stale_serving"), ("view", "expired_serving")),
-    "expired_serving": (("view", "expired_serving"), ("view", "stale_serving")),
-}
-
-
-def fold_input_moves(
-    findings: list[dict[str, Any]], views: Sequence[Mapping[str, Any]], notes: list[str]
-) -> None:
-    """An input's skew explains the on-demand outputs it moved: each output moved by an
-    input is named in the evidence (``moves_outputs``) and message of the finding that holds
-    that input's skew, never a finding of its own. Moves with no such finding (rows pushed
-    online only, skew under the thresholds) are noted."""
-    for view in views:
-        moved = (view.get("transformation") or {}).get("moved_by_inputs") or {}
-        name = view["feature_view"]
-        by_holder: dict[int, dict[str, Any]] = {}
-        orphans: dict[tuple[str, str], list[str]] = {}
-        for output, detail in sorted(moved.items()):
-            compared = detail.get("compared") or 0
-            for cause in detail.get("causes") or []:
-                if cause["kind"] == "shadowed_request_field":
-                    continue
-                holder = _holder(findings, cause["kind"], cause["input"])
-                rate = cause["rows"] / compared if compared else None
-                if holder is None:
-                    orphans.setdefault((cause["kind"], cause["input"]), []).append(
-                        f"{name}:{output} ({pct(rate)})"
-                    )
-                    continue
-                entry = by_holder.setdefault(id(holder), {"finding": holder, "moves": []})
-                entry["moves"].append(
-                    {"feature": f"{name}:{output}", "rows": cause["rows"], "rate": rate}
-                )
-        for entry in by_holder.values():
-            finding, moves = entry["finding"], entry["moves"]
-            finding["evidence"].setdefault("moves_outputs", []).extend(moves)
-            finding["message"] += "; also moves outputs " + ", ".join(
-                f"{m['feature']} ({pct(m['rate'])})" for m in moves
-            )
-        for (kind, source), outputs in sorted(orphans.items()):
-            how = (
-                "rows only online (pushed or written online only)"
-                if kind == "online_only"
-                else kind.replace("_", " ")
-            )
-            notes.append(
-                f"input {source} fed the transformation other values than training would "
-                f"({how}), moving {', '.join(outputs)}; no finding of its own holds it"
-            )
-
-
-def _holder(findings: list[dict[str, Any]], kind: str, source: str) -> dict[str, Any] | None:
-    view = source.split(":", 1)[0]
-    for level_, finding_kind in _HOLDERS.get(kind, ()):
-        for finding in findings:
-            if finding["kind"] != finding_kind or "cohort" in finding:
-                continue
-            target = finding.get("feature") if level_ == "feature" else finding.get("feature_view")
-            if target == (source if level_ == "feature" else view):
-                return finding
-    return None

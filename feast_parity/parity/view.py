@@ -35,6 +35,7 @@ from feast_parity.parity.columns import CanonicalColumn
 from feast_parity.parity.lag_series import LagSeries
 from feast_parity.parity.reservoir import Reservoir
 from feast_parity.parity.served import FIELD_STATUS_NOT_FOUND, NO_TIME, ServedRows
+from feast_parity.parity.stats import percentiles
 
 
 @dataclass
@@ -162,13 +163,6 @@ def offline_row_hashes(served: ServedRows, offline: OfflineRows) -> np.ndarray:
     return out
 
 
-def _percentiles(values: np.ndarray) -> dict[str, float | None]:
-    if not len(values):
-        return {"p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(np.asarray(values, dtype=np.float64), [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
-
-
 @dataclass
 class ViewComparison:
     """Mergeable row outcomes of one view over the window."""
@@ -274,14 +268,14 @@ class ViewComparison:
 
         return {
             "samples": self.rows,
-            "served_lag_seconds": _percentiles(self.served_lag.values),
+            "served_lag_seconds": percentiles(self.served_lag.values),
             "served_lag_sample": self.served_lag.values[:2000].tolist(),
             "stale_rows": self.stale_rows,
             "stale_rate": None if self.on_demand else rate(self.stale_rows, self.rows),
-            "stale_lag_seconds": _percentiles(self.stale_lag.values),
+            "stale_lag_seconds": percentiles(self.stale_lag.values),
             "expired_rows": self.expired_rows,
             "expired_rate": None if self.on_demand else rate(self.expired_rows, self.rows),
-            "expired_age_seconds": _percentiles(self.expired_age.values),
+            "expired_age_seconds": percentiles(self.expired_age.values),
             "expired_not_stale_rate": None
             if self.on_demand
             else rate(self.expired_not_stale, self.rows),

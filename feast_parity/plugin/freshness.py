@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from feast_parity.parity.freshness import freshness_status, parse_duration
+from feast_parity.parity.stats import percentiles
 from feast_parity.plugin.errors import CheckError
 from feast_parity.plugin.registry import ViewCatalog
 
@@ -111,10 +112,7 @@ def served_lag_percentiles(
             continue
         has = rows.has_event_time
         lags.append((rows.request_time[has] - rows.event_time[has]) / 1e6)
-    if not lags or not sum(len(x) for x in lags):
-        return {"p50": None, "p95": None, "p99": None}
-    p50, p95, p99 = np.percentile(np.concatenate(lags), [50, 95, 99])
-    return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+    return percentiles(np.concatenate(lags) if lags else [])
 
 
 def freshness(

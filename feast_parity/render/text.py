@@ -20,6 +20,7 @@ from tabulate import tabulate
 from feast_parity.parity.findings import SEVERITY_RANK
 from feast_parity.parity.freshness import format_duration
 from feast_parity.parity.metrics import cohort_metrics
+from feast_parity.parity.stats import pct
 from feast_parity.render.json_report import exit_code
 
 # C0 controls, DEL and C1 controls (unicode category Cc), the line/paragraph separators that
@@ -76,16 +77,6 @@ def number(value: Any) -> float | None:
         return None
     out = float(value)
     return out if math.isfinite(out) else None
-
-
-def pct(rate: Any) -> str:
-    """A rate as a percentage, '-' when unknown.
-
-    >>> pct(0.0943), pct(None), pct(float("nan"))
-    ('9.4%', '-', '-')
-    """
-    value = number(rate)
-    return "-" if value is None else f"{value:.1%}"
 
 
 def fixed(value: Any, digits: int = 3) -> str:
