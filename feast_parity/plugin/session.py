@@ -71,14 +71,15 @@ def open_sample_log(store: Any, config: ParityConfig | None = None) -> tuple[sa.
 
 def _parquet_location(location: str, repo_path: str) -> tuple[Any, str]:
     """The Parquet sample log's filesystem and root, or CheckError saying where it looked.
-    A directory that does not exist yet is fine (nothing logged there yet); a path through a
-    file, or a store that refuses the listing, is not."""
+    A directory or prefix that does not exist yet is fine (nothing logged there yet: the
+    window is empty); a path through a file, a bucket that does not exist, credentials the
+    server refuses or an endpoint that does not answer are not."""
     import pyarrow.fs as pafs
 
-    from feast_parity.store.sinks import resolve_filesystem
+    from feast_parity.store.sinks import open_location
 
     try:
-        filesystem, root = resolve_filesystem(location, repo_path)
+        filesystem, root = open_location(location, repo_path)  # a bucket must exist
         info = filesystem.get_file_info(root)
         if info.type == pafs.FileType.File:
             raise OSError("it is a file, not a directory")

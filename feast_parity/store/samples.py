@@ -241,10 +241,7 @@ class SampleLog:
         import pyarrow.fs as pafs
 
         filesystem, root = self.parquet
-        try:
-            info = filesystem.get_file_info(root)
-        except OSError:
-            return {}
+        info = filesystem.get_file_info(root)  # a refused or failed request raises: never empty
         if info.type != pafs.FileType.Directory:
             return {}
         first = hour_label(int((_epoch(since) or 0.0) * 1_000_000))
@@ -477,10 +474,11 @@ def read_samples(
     """
     from feast_parity.parity.samplelog import rows_table
     from feast_parity.store.engine import open_store
-    from feast_parity.store.sinks import resolve_filesystem
+    from feast_parity.store.sinks import open_location
 
     engine = open_store(store) if isinstance(store, str) else store
-    log = SampleLog(engine, resolve_filesystem(sample_log) if sample_log else None)
+    # a bucket that does not exist raises SampleLogLocationError, never reads as empty
+    log = SampleLog(engine, open_location(sample_log) if sample_log else None)
     start = since or datetime(1970, 1, 1, tzinfo=timezone.utc)
     end = until or datetime(9999, 1, 1, tzinfo=timezone.utc)
     views = [feature_view] if feature_view else sorted(log.views(start, end))

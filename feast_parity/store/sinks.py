@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -110,11 +111,24 @@ class SqlSink:
             self._engine = None
 
 
+class SampleLogLocationError(OSError):
+    """The sample log's location cannot be used: a bucket that does not exist, credentials
+    the server refuses, an endpoint that does not answer. The message is one line."""
+
+
+OBJECT_STORES = ("s3", "gcs")  # pyarrow filesystem types with buckets
+_REFUSED = ("ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "FORBIDDEN")
+_AWS_ERROR = re.compile(r"AWS Error ([A-Z_]+)(?: \(HTTP status (\d+)\))? during (\w+) operation")
+
+
 def resolve_filesystem(
     location: str, base_dir: str | os.PathLike[str] | None = None
 ) -> tuple[Any, str]:
     """(pyarrow filesystem, path) of a ``parity.sample_log`` location: a directory relative to
-    the repo, an absolute path, or any URI pyarrow understands (``file://``, ``s3://``, ...)."""
+    the repo, an absolute path, or any URI pyarrow understands (``file://``, ``s3://``, ...).
+    An ``s3://`` URI takes its endpoint, region and credentials from the URI's query
+    (``?endpoint_override=...&region=...``) or else the usual AWS environment
+    (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``, ...), as pyarrow does."""
     import pyarrow.fs as pafs
 
     if "://" in location:
@@ -125,6 +139,86 @@ def resolve_filesystem(
         else os.path.join(base_dir, location)
     )
     return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def endpoint_of(filesystem: Any) -> str:
+    """Where an object-store filesystem sends its requests, for messages: the endpoint
+    override (``AWS_ENDPOINT_URL`` or the URI's), else the provider and region."""
+    try:
+        options = filesystem.__reduce__()[1][0]  # the options pyarrow pickles it with
+    except Exception:
+        options = {}
+    endpoint = options.get("endpoint_override") if isinstance(options, dict) else None
+    if endpoint:
+        return str(endpoint)
+    region = getattr(filesystem, "region", "") or ""
+    name = {"s3": "AWS S3", "gcs": "Google Cloud Storage"}.get(filesystem.type_name, "")
+    return f"{name} {region}".strip() or filesystem.type_name
+
+
+def explain_store_error(exc: BaseException, filesystem: Any, bucket: str) -> str:
+    """One line saying why an object store refused a request, from pyarrow's message."""
+    text = str(exc)
+    endpoint = endpoint_of(filesystem)
+    match = _AWS_ERROR.search(text)
+    code = match.group(1) if match else ""
+    status = match.group(2) if match else None
+    detail = text.split(" operation: ", 1)[-1] if match else text
+    detail = re.sub(r"\s*\(Request ID: [^)]*\)", "", detail).strip()
+    detail = (detail.splitlines() or [""])[0].rstrip(".")
+    curl = re.match(r"curlCode: \d+, ([^;]+)", detail)
+    if curl:  # "curlCode: 7, Could not connect to server; Details: ..."
+        detail = curl.group(1).strip()
+    if code == "NO_SUCH_BUCKET" or "not found. To create buckets" in text:
+        return f"bucket {bucket!r} does not exist (endpoint {endpoint})"
+    if code in _REFUSED or status == "403":
+        shown = f"{code}: {detail}" if detail and detail != "No response body" else code
+        return (
+            f"the server refused the credentials for bucket {bucket!r} "
+            f"({shown}; endpoint {endpoint})"
+        )
+    if code == "NETWORK_CONNECTION":
+        return f"cannot connect to endpoint {endpoint} ({detail})"
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    return first
+
+
+def check_bucket(filesystem: Any, root: str) -> None:
+    """On an object store, raise :class:`SampleLogLocationError` unless the bucket of ``root``
+    exists and the credentials are accepted (a missing prefix is fine: nothing logged yet).
+    pyarrow reports a missing bucket as a path not found, so without this a bucket that
+    does not exist reads as an empty window."""
+    import pyarrow.fs as pafs
+
+    if filesystem.type_name not in OBJECT_STORES:
+        return
+    bucket = bucket_of(root)
+    try:
+        info = filesystem.get_file_info(bucket)
+    except OSError as head_error:
+        error: OSError = head_error
+        try:  # HEAD says only "403": a listing names the cause (unknown key, wrong secret)
+            filesystem.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        except OSError as listing_error:
+            error = listing_error
+        raise SampleLogLocationError(explain_store_error(error, filesystem, bucket)) from None
+    if info.type == pafs.FileType.NotFound:
+        raise SampleLogLocationError(
+            f"bucket {bucket!r} does not exist (endpoint {endpoint_of(filesystem)})"
+        )
+
+
+def bucket_of(root: str) -> str:
+    """The bucket of an object-store path (``bucket/prefix/...``)."""
+    return root.strip("/").split("/", 1)[0]
+
+
+def open_location(location: str, base_dir: str | os.PathLike[str] | None = None) -> tuple[Any, str]:
+    """:func:`resolve_filesystem`, then :func:`check_bucket`: a location the log can be read
+    from, or :class:`SampleLogLocationError` (one line)."""
+    filesystem, root = resolve_filesystem(location, base_dir)
+    check_bucket(filesystem, root)
+    return filesystem, root
 
 
 def _hour_partitions(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
@@ -218,7 +312,9 @@ class ParquetSink:
 
     def probe(self) -> None:
         """A real write: a small hidden file, written and deleted. Creating a directory that
-        exists succeeds on a read-only or full file system; this does not."""
+        exists succeeds on a read-only or full file system; this does not. On an object
+        store the bucket is checked first (:func:`check_bucket`), so the failure says why."""
+        check_bucket(self.filesystem, self.root)
         self.filesystem.create_dir(self.root, recursive=True)
         path = f"{self.root}/.probe-{self._token}.tmp"
         with self.filesystem.open_output_stream(path) as out:
@@ -247,8 +343,12 @@ class ParquetSink:
                     written.append((temporary, f"{directory}/{name}", table))
                     pq.write_table(table, temporary, filesystem=self.filesystem, **_PARQUET_OPTIONS)
             self._publish(written)
-        except BaseException:
+        except BaseException as exc:
             self._remove([t for t, _, _ in written] + [f for _, f, _ in written])
+            if isinstance(exc, OSError) and self.filesystem.type_name in OBJECT_STORES:
+                # the writer logs this line once per outage: say why (no bucket, refused keys)
+                reason = explain_store_error(exc, self.filesystem, bucket_of(self.root))
+                raise SampleLogLocationError(reason) from exc
             raise
 
     def _publish(self, written: list[tuple[str, str, pa.Table]]) -> None:
@@ -280,11 +380,17 @@ def hour_label(micros: int) -> str:
 
 
 __all__ = [
+    "OBJECT_STORES",
     "TIME",
     "ParquetSink",
+    "SampleLogLocationError",
     "SampleSink",
     "SqlSink",
+    "check_bucket",
+    "endpoint_of",
+    "explain_store_error",
     "hour_label",
+    "open_location",
     "partition_value",
     "plain_view",
     "resolve_filesystem",

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from feast_parity.store.sinks import SampleSink
+from feast_parity.store.sinks import SampleLogLocationError, SampleSink
 
 logger = logging.getLogger("feast_parity")
 
@@ -404,7 +404,9 @@ class SampleWriter:
                 logger.warning(
                     "feast-parity: sample store %s failed, dropping rows until it returns: %s",
                     self.sink.describe(),
-                    type(exc).__name__,
+                    # a sample-log location error is one line of our own (no bucket, refused
+                    # keys, no endpoint); others are named by type (a driver's text may hold a URL)
+                    str(exc) if isinstance(exc, SampleLogLocationError) else type(exc).__name__,
                 )
             self.store_down = True
             self._next_probe = time.monotonic() + self.retry_seconds
