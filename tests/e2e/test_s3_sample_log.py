@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -42,6 +40,7 @@ from feast_parity import demo, read_samples
 from feast_parity.cli import main as cli
 from feast_parity.store.sinks import SampleLogLocationError
 from tests.faults import now_hour
+from tests.s3_server import start_moto, stop
 
 BUCKET = "parity-log"
 SERVICE = "ranking_logged"  # logged by Feast: export --feast-log writes its logs
@@ -74,45 +73,6 @@ class S3Server:
     def keys(self, prefix: str) -> list[str]:
         listed = self.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix)
         return sorted(item["Key"] for item in listed.get("Contents", []))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_moto(port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """``moto_server`` on a free port as a subprocess; returns it and its endpoint URL."""
-    binary = Path(sys.executable).with_name("moto_server")
-    if not binary.exists():
-        found = shutil.which("moto_server")
-        if found is None:
-            pytest.fail('moto_server not found: pip install -e ".[dev]" brings moto[server]')
-        binary = Path(found)
-    port = port or _free_port()
-    process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=1).read()
-            return process, endpoint
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"moto_server did not start on port {port}")
-            time.sleep(0.2)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -186,3 +186,41 @@ def test_the_spark_extra_runs_the_check_on_spark(tmp_path: Path) -> None:
     }
     report = documented_path("spark", setup, tmp_path, "--engine", "spark")
     assert "spark_seconds" in report["timings"], report["timings"]
+
+
+def test_the_s3_extra_logs_to_s3_and_the_check_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's path for the ``s3`` extra: ``sample_log: s3://...`` with the endpoint and
+    keys in the AWS environment, against moto's S3 server (started from this venv, outside the
+    extra's)."""
+    import boto3
+
+    from tests.s3_server import start_moto, stop
+
+    process, endpoint = start_moto()
+    try:
+        keys = {"AWS_ACCESS_KEY_ID": "extras", "AWS_SECRET_ACCESS_KEY": "extras"}
+        s3 = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        )
+        s3.create_bucket(Bucket="extras-log")
+        for name, value in {
+            **keys,
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        setup = {"demo": {"parity_extra": {"sample_log": "s3://extras-log/samples"}}}
+        report = documented_path("s3", setup, tmp_path)
+        listed = s3.list_objects_v2(Bucket="extras-log", Prefix="samples/")
+        files = [item["Key"] for item in listed.get("Contents", [])]
+    finally:
+        stop(process)
+    assert any(key.endswith(".parquet") for key in files), files
+    assert not (tmp_path / "repo" / "data" / "parity_samples").exists()
+    assert report["samples"] > 0
