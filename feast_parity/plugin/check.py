@@ -519,11 +519,6 @@ class ParityCheck:
                 "is the plugin registered (provider: feast_parity.ParityProvider) and "
                 "sample_rate > 0?"
             )
-            if self.config.sample_log:  # the log's location was read, and is empty there
-                self.notes.append(
-                    f"the sample log {self.config.sample_log} holds nothing in it "
-                    "(the parity store neither)"
-                )
         for view_name, count in sorted(self.deleted_views.items()):
             self.notes.append(
                 f"feature view {view_name!r} is no longer in the registry; "
