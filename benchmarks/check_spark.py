@@ -109,10 +109,10 @@ def _time_passes() -> dict[str, float]:
     cache, its counts, the scans Feast makes of the entity dataframe); the point-in-time join
     itself runs inside the first pass, whose input it is.
     """
-    from feast_parity.plugin.spark_check import SparkParityCheck
+    from feast_parity.plugin.spark_check import SparkEngine
 
     totals = {"pass_seconds": 0.0, "passes": 0}
-    original = SparkParityCheck._pass
+    original = SparkEngine._pass
 
     def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -122,7 +122,7 @@ def _time_passes() -> dict[str, float]:
             totals["pass_seconds"] += time.perf_counter() - started
             totals["passes"] += 1
 
-    SparkParityCheck._pass = timed  # type: ignore[method-assign]
+    SparkEngine._pass = timed  # type: ignore[method-assign]
     return totals
 
 

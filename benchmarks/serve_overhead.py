@@ -459,7 +459,8 @@ def render(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
         "demo's users and videos, already in the sampler's value cache (what a serving process "
         "sees for a popular catalog); *cold*: every value new to the sampler (one new user and "
         f"{ENTITIES} new videos per call, encoded and cached). *Hook*: the whole request-thread "
-        "work of `ParityProvider.hook.decide` + `observe` on a real response (plan lookup, key columns, "
+        "work of `ParityProvider.hook.decide` + `observe` on a real response (plan lookup, key "
+        "columns, "
         f"the decision, and for the {s['hook_sampled_requests']} of {len(hook)} requests that "
         "sampled a row the response copy, request id and queue append), writer drained "
         "between calls.",

@@ -63,16 +63,16 @@ def export(
 def _feast_log(repo: Path, service: str, since: str | None, until: str | None) -> int:
     from datetime import datetime, timezone
 
-    from feast_parity.plugin.check import DEFAULT_WINDOW, parse_time
+    from feast_parity.commands.options import UsageError
+    from feast_parity.parity.window import Window, WindowError
     from feast_parity.plugin.feast_log import export_feature_service_log
     from feast_parity.plugin.session import load_store
 
-    end = parse_time(until, "--until") or datetime.now(timezone.utc)
-    start = parse_time(since, "--since") or (end - DEFAULT_WINDOW)
-    if start >= end:
-        from feast_parity.commands.options import UsageError
-
-        raise UsageError(f"empty window: --since {start.isoformat()} is not before --until")
+    try:
+        window = Window.of(since, until, datetime.now(timezone.utc))
+    except WindowError as exc:
+        raise UsageError(str(exc)) from None
+    start, end = window.start, window.end
     store, _ = load_store(repo)
     done = export_feature_service_log(store, service, start, end)
     line = (

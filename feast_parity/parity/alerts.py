@@ -42,7 +42,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,7 @@ from feast_parity.parity import detectors
 from feast_parity.parity.alert_rules import AlertRules, SignalRule
 from feast_parity.parity.kpis import KpiTable
 from feast_parity.parity.metrics import feature_signals, view_signals
+from feast_parity.parity.window import parse_time
 
 KIND_PARITY, KIND_SCORE, KIND_KPI = "parity", "model_score", "business_kpi"
 DETECTORS: dict[str, Any] = {
@@ -72,16 +73,16 @@ class Run:
     end: datetime
 
 
-def parse_time(value: str | datetime) -> datetime:
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+def _time(value: str | datetime) -> datetime:
+    parsed = parse_time(value)
+    assert parsed is not None
+    return parsed
 
 
 def runs_of(reports: Sequence[Mapping[str, Any]]) -> list[Run]:
     """The runs of stored reports, ordered by window end (as ``results.load_runs`` gives them)."""
     runs = [
-        Run(r["run_id"], parse_time(r["window"]["start"]), parse_time(r["window"]["end"]))
-        for r in reports
+        Run(r["run_id"], _time(r["window"]["start"]), _time(r["window"]["end"])) for r in reports
     ]
     return sorted(runs, key=lambda r: (r.end, r.start, r.run_id))
 
@@ -320,7 +321,7 @@ def recently_resolved(
     found = [
         a
         for a in alerts
-        if a.state == "resolved" and a.resolved_at and parse_time(a.resolved_at) >= cutoff
+        if a.state == "resolved" and a.resolved_at and _time(a.resolved_at) >= cutoff
     ]
     return sorted(found, key=lambda a: (a.resolved_at or "", a.signal, a.target), reverse=True)
 

@@ -180,8 +180,6 @@ class OfflineReader:
         kind = getattr(store.config.offline_store, "type", "")
         self.local = join == "local" or (join == "auto" and kind in LOCAL_STORES)
         if kind == "spark":
-            from feast_parity.plugin.spark_check import quiet_query_errors
-
             quiet_query_errors()
         self.pulled: dict[str, PulledRows | None] = {}
         # Whether a view's retrieval needs prefixed column names: SQL stores select the
@@ -473,3 +471,14 @@ def arrow_type_name(arrow: pa.DataType) -> str:
     if pa.types.is_null(arrow):
         return "null"
     return str(arrow)
+
+
+def quiet_query_errors() -> None:
+    """Silence PySpark's JSON log of every failed query's analysis (Feast's Spark store fails
+    one by design when the check tries bare feature names first); errors still raise."""
+    import logging
+
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)

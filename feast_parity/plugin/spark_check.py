@@ -23,15 +23,14 @@ import shutil
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from feast_parity.parity.chunk import ComparisonSettings
 from feast_parity.parity.edges import EDGE_ROWS
 from feast_parity.parity.samplelog.format import KEY_PREFIX
-from feast_parity.plugin.check import ParityCheck
+from feast_parity.plugin.check_state import CheckContext
 from feast_parity.plugin.errors import CheckError
+from feast_parity.plugin.offline import quiet_query_errors
 from feast_parity.plugin.registry import ViewInfo
 from feast_parity.plugin.spark_partition import (
     FILE,
@@ -53,17 +52,6 @@ from feast_parity.store.samples import parquet_first_id
 
 PARTITION_ROWS = 500_000  # sampled rows per partition, at least one partition per core
 _SPARK_SCHEMES = {"local": "file://", "s3": "s3a://", "gcs": "gs://"}
-
-
-def quiet_query_errors() -> None:
-    """Silence PySpark's JSON log of every failed query's analysis (Feast's Spark store fails
-    one by design when the check tries bare feature names first); errors still raise."""
-    import logging
-
-    from pyspark.logger import PySparkLogger
-
-    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
-        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def spark_session(spark_conf: dict[str, str], offline_conf: dict[str, str] | None) -> Any:
@@ -109,40 +97,44 @@ def spark_session(spark_conf: dict[str, str], offline_conf: dict[str, str] | Non
     return session
 
 
-class SparkParityCheck(ParityCheck):
-    """The check of :class:`ParityCheck` with the sample log, the point-in-time join and
-    the comparison on Spark; the report and the stored run are the same."""
+class SparkEngine:
+    """The comparison on Spark: the sample log, the point-in-time join and the comparison of
+    each partition run on executors; the driver merges the partition states into the
+    context, so the report and the stored run are the local engine's."""
 
-    def __init__(self, repo: str | Path, *args: Any, **options: Any) -> None:
-        super().__init__(repo, *args, **options)
-        offline = self.store.config.offline_store
+    name = "spark"
+
+    def __init__(self, context: CheckContext) -> None:
+        self.context = context
+        offline = context.store.config.offline_store
         if getattr(offline, "type", "") != "spark":
             raise CheckError(
                 f"--engine spark needs the Spark offline store (offline_store: type: spark); "
                 f"this repo's is {getattr(offline, 'type', '?')!r}: use --engine local"
             )
-        if self.sample_log.parquet is None:
+        if context.sample_log.parquet is None:
             raise CheckError(
                 "--engine spark reads the Parquet sample log: set parity.sample_log "
                 "(a directory or an s3://, gs:// URI)"
             )
         self.spark = spark_session(
-            dict(self.config.spark_conf), dict(getattr(offline, "spark_conf", None) or {})
+            dict(context.config.spark_conf), dict(getattr(offline, "spark_conf", None) or {})
         )
-        self.timings["spark_seconds"] = 0.0
+        context.timings["spark_seconds"] = 0.0
 
-    def _run(self, store_results: bool) -> dict[str, Any]:
-        files = self.sample_log.parquet_files(self.since, self.until)
-        if self.labeler is not None:
-            self._note_once(
+    def compare(self, context: CheckContext) -> None:
+        ctx = self.context = context
+        files = ctx.sample_log.parquet_files(ctx.since, ctx.until)
+        if ctx.labeler is not None:
+            ctx.note_once(
                 "cohort slices are computed by --engine local only; this Spark run has none"
             )
         done = 0
-        total = sum(self.sample_log.views(self.since, self.until).values()) if self.progress else 0
+        total = sum(ctx.sample_log.views(ctx.since, ctx.until).values()) if ctx.progress else 0
         for view_name in sorted(files):
-            info = self.catalog.get(view_name)
+            info = ctx.catalog.get(view_name)
             if info is not None and info.on_demand:
-                self._note_once(
+                ctx.note_once(
                     f"on-demand view {view_name} is recomputed by --engine local only; its "
                     "samples were not compared on Spark"
                 )
@@ -156,13 +148,12 @@ class SparkParityCheck(ParityCheck):
                 raise CheckError(
                     f"the Spark job failed on feature view {view_name}: {_short(exc)}"
                 ) from None
-            self.timings["spark_seconds"] += time.perf_counter() - started
+            ctx.timings["spark_seconds"] += time.perf_counter() - started
             done += rows
-            if self.progress:  # per view: Spark shows no row counts while a job runs
-                self.progress(done, max(done, total))
-        if self.progress:
-            self.progress(max(done, total), max(done, total))
-        return self._report(store_results)
+            if ctx.progress:  # per view: Spark shows no row counts while a job runs
+                ctx.progress(done, max(done, total))
+        if ctx.progress:
+            ctx.progress(max(done, total), max(done, total))
 
     # -- one view --
 
@@ -183,7 +174,7 @@ class SparkParityCheck(ParityCheck):
         self._count_damaged(set(per_file), paths)
         rows = int(sum(per_file.values()))
         if info is None:
-            self.deleted_views[view_name] = rows
+            self.context.deleted_views[view_name] = rows
             return rows
         if rows == 0:
             return 0
@@ -201,7 +192,9 @@ class SparkParityCheck(ParityCheck):
             if two_passes:
                 edge_pass = self._pass(answers, info, features, paths, self._settings({}))
                 for ref, merged in (edge_pass.features if edge_pass else {}).items():
-                    carrier = self.settings.new(ref, merged.declared)  # empty, with the bins
+                    carrier = self.context.settings.new(
+                        ref, merged.declared
+                    )  # empty, with the bins
                     carrier.adopt_edges(merged)
                     edges[ref] = carrier
             state = self._pass(answers, info, features, paths, self._settings(edges))
@@ -215,7 +208,7 @@ class SparkParityCheck(ParityCheck):
     def _settings(self, edges: dict[str, Any]) -> ComparisonSettings:
         """Partition settings: with the edge pass's bins, or (none yet) buffering the first
         values for the driver to fix them."""
-        return replace(self.settings, defer_edges=not edges, edges=edges)
+        return replace(self.context.settings, defer_edges=not edges, edges=edges)
 
     def _pass(
         self,
@@ -225,7 +218,7 @@ class SparkParityCheck(ParityCheck):
         paths: list[str],
         settings: ComparisonSettings,
     ) -> PartitionState | None:
-        filesystem = self.sample_log.parquet[0]  # type: ignore[index]
+        filesystem = self.context.sample_log.parquet[0]  # type: ignore[index]
         plan = PartitionPlan(
             view=info.name,
             declared=dict(info.declared),
@@ -234,25 +227,25 @@ class SparkParityCheck(ParityCheck):
             settings=settings,
             filesystem=filesystem,
             files=dict(enumerate(paths)),
-            redaction=dict(self.reader.redaction),
-            window_us=(_micros(self.since), _micros(self.until)),
-            chunk_rows=self.chunk_rows,
+            redaction=dict(self.context.reader.redaction),
+            window_us=(self.context.window.start_us, self.context.window.end_us),
+            chunk_rows=self.context.chunk_rows,
         )
         states = answers.mapInArrow(compare_partition(plan), STATE_SCHEMA).collect()
         return merged_state([bytes(row[0]) for row in states])
 
     def _adopt(self, info: ViewInfo, state: PartitionState) -> None:
         """The merged state of a view into the check's, as the local loop leaves it."""
-        self.samples += state.samples
-        self.skipped.merge(state.skipped)
-        self.views[info.name] = state.view
-        self.features.update(state.features)
+        self.context.samples += state.samples
+        self.context.skipped.merge(state.skipped)
+        self.context.views[info.name] = state.view
+        self.context.features.update(state.features)
         gone = state.served - set(info.declared)
         if gone:
-            self.missing_registry.setdefault(info.name, set()).update(gone)
+            self.context.missing_registry.setdefault(info.name, set()).update(gone)
         if state.missing:
-            self.missing_offline.setdefault(info.name, set()).update(state.missing)
-            self._note_once(
+            self.context.missing_offline.setdefault(info.name, set()).update(state.missing)
+            self.context.note_once(
                 f"the offline store returned no column for {', '.join(sorted(state.missing))} "
                 f"of {info.name}: schema divergence"
             )
@@ -273,7 +266,7 @@ class SparkParityCheck(ParityCheck):
         """The window's sampled rows of one view: keys, times, file number, row, sample id."""
         from pyspark.sql import functions as F
 
-        filesystem = self.sample_log.parquet[0]  # type: ignore[index]
+        filesystem = self.context.sample_log.parquet[0]  # type: ignore[index]
         scheme = _SPARK_SCHEMES.get(filesystem.type_name, f"{filesystem.type_name}://")
         # a damaged or vanished file is left out here and counted by _count_damaged, as the
         # local reader skips and counts it
@@ -290,7 +283,7 @@ class SparkParityCheck(ParityCheck):
             "__parity_rel string, " + FILE + " long, __parity_first long",
         )
         keys = [c for c in frame.columns if c.startswith(KEY_PREFIX)]
-        start, end = _micros(self.since), _micros(self.until)
+        start, end = self.context.window.start_us, self.context.window.end_us
         request_us = F.unix_micros(F.col("request_time"))
         rows = (
             frame.select(
@@ -318,7 +311,7 @@ class SparkParityCheck(ParityCheck):
         from feast_parity.parity.samplelog import LogFormatError, NewerLogError, batch_version
         from feast_parity.store.samples import parquet_rows
 
-        filesystem = self.sample_log.parquet[0]  # type: ignore[index]
+        filesystem = self.context.sample_log.parquet[0]  # type: ignore[index]
         for number, path in enumerate(paths):
             if number in seen:
                 continue
@@ -329,7 +322,9 @@ class SparkParityCheck(ParityCheck):
             except (LogFormatError, OSError, pa.ArrowException):
                 name = path.rsplit("/", 1)[-1]
                 rows = max(parquet_rows(filesystem, path), 1)  # counted at once, not per row
-                self.skipped.add(f"damaged Parquet file {name}", parquet_first_id(number), rows)
+                self.context.skipped.add(
+                    f"damaged Parquet file {name}", parquet_first_id(number), rows
+                )
 
     def _answers(self, info: ViewInfo, log: Any, features: list[str], parts: int) -> Any:
         """Per sampled row: its file, row and sample id, and the Feast answers at the request
@@ -391,7 +386,7 @@ class SparkParityCheck(ParityCheck):
     def _retrieve(self, derived: Any, refs: list[str], entity_df: Any) -> tuple[Any, dict]:
         """The Spark store's answers, and the column of each feature (bare or prefixed)."""
         try:
-            result, full = self.reader.retrieve_as(
+            result, full = self.context.reader.retrieve_as(
                 derived, refs, entity_df, lambda job: job.to_spark_df()
             )
         except Exception as exc:
@@ -432,10 +427,6 @@ def _spark_type(declared: str) -> str:
 
 def _relative(path: str) -> str:
     return "/".join(path.rstrip("/").split("/")[-3:])
-
-
-def _micros(moment: datetime) -> int:
-    return int(round(moment.timestamp() * 1e6))
 
 
 def _short(exc: BaseException | None) -> str:
