@@ -220,74 +220,29 @@ def feature_findings(
     result: Mapping[str, Any], thresholds: CheckThresholds, view_causes: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(findings, folded) of one feature. ``view_causes`` are the kinds of view-level findings
-    of its view; per-feature findings that they explain go to ``folded`` instead."""
-    feature = result["feature"]
+    of its view; per-feature findings that they explain go to ``folded`` instead
+    (:mod:`feast_parity.parity.causes` states each rule)."""
     schema = result["schema"]
     found: list[dict[str, Any]] = []
     folded: list[dict[str, Any]] = []
-    if schema["diverged"]:
-        if schema["declared"] is None or result.get("missing_offline"):
-            message = "served, but the offline store or the registry no longer has it"
-        elif schema["online_diverged"]:
-            message = f"declared {schema['declared']}, served as {schema['online']}"
-        else:
-            message = (
-                f"declared {schema['declared']}, offline column {schema['offline']} holds "
-                f"{result.get('offline_unfit', 0)} value(s) that are not {schema['declared']}"
-            )
-        finding = new_finding("schema_divergence", feature, "fail", message, dict(schema))
+    finding = _schema_finding(result)
+    if finding is not None:
         (folded if view_schema_change_explains(view_causes) else found).append(finding)
     if result.get("on_demand"):
-        divergence = divergence_finding(result, thresholds)
-        if divergence is not None:
+        finding = divergence_finding(result, thresholds)
+        if finding is not None:
             explained = code_drift_explains_divergence(result, view_causes)
-            (folded if explained else found).append(divergence)
-    elif result["compared"] >= thresholds.min_compared:
-        severity = level(
-            result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail
-        )
-        if severity:
+            (folded if explained else found).append(finding)
+    else:
+        finding = _mismatch_finding(result, thresholds)
+        if finding is not None:
             by_type = type_change_explains_mismatch(schema)
-            (folded if by_type else found).append(
-                new_finding(
-                    "value_mismatch",
-                    feature,
-                    severity,
-                    f"{pct(result['mismatch_rate'])} of {result['compared']} served values differ "
-                    "from the offline value at the same event time",
-                    {
-                        "mismatches": result["mismatches"],
-                        "compared": result["compared"],
-                        "magnitude": result.get("mismatch_magnitude"),
-                        "examples": result.get("mismatch_examples", []),
-                    },
-                )
-            )
-    offline_rows = result.get("offline_rows", 0)
-    if offline_rows >= thresholds.min_compared:
-        defaults = result["silent_defaults"]
-        own = defaults - defaults_held_by_view(result, view_causes)
-        rate = own / offline_rows if offline_rows else None
-        severity = level(rate, thresholds.silent_default_warn, thresholds.silent_default_fail)
-        fills = result.get("fill_values") or []
-        if severity:
-            seen = ", ".join(repr(v) for v in fills) if fills else "null / NOT_FOUND"
-            found.append(
-                new_finding(
-                    "silent_default",
-                    feature,
-                    severity,
-                    f"{pct(rate)} of rows served a default ({seen}) where offline has a real value",
-                    {
-                        "fill_values": fills,
-                        "silent_defaults": own,
-                        "offline_rows": offline_rows,
-                        "online_null_rate": result["online_null_rate"],
-                    },
-                )
-            )
+            (folded if by_type else found).append(finding)
+    finding = _default_finding(result, thresholds, defaults_held_by_view(result, view_causes))
+    if finding is not None:
+        found.append(finding)
     drift = _drift_finding(
-        feature,
+        result["feature"],
         result.get("psi"),
         result.get("psi_critical"),
         _drift_rows(result),
@@ -299,7 +254,7 @@ def feature_findings(
         explained = drift_is_explained([f["kind"] for f in found + folded], view_causes)
         (folded if explained else found).append(drift)
     trained = _drift_finding(
-        feature,
+        result["feature"],
         result.get("psi_vs_training"),
         result.get("psi_vs_training_critical"),
         result["rows"],
@@ -310,6 +265,77 @@ def feature_findings(
     if trained is not None:
         found.append(trained)
     return found, folded
+
+
+def _schema_finding(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``schema_divergence`` of a feature: served as another type, gone from the registry or
+    the offline store, or offline values that are not of the declared type."""
+    schema = result["schema"]
+    if not schema["diverged"]:
+        return None
+    if schema["declared"] is None or result.get("missing_offline"):
+        message = "served, but the offline store or the registry no longer has it"
+    elif schema["online_diverged"]:
+        message = f"declared {schema['declared']}, served as {schema['online']}"
+    else:
+        message = (
+            f"declared {schema['declared']}, offline column {schema['offline']} holds "
+            f"{result.get('offline_unfit', 0)} value(s) that are not {schema['declared']}"
+        )
+    return new_finding("schema_divergence", result["feature"], "fail", message, dict(schema))
+
+
+def _mismatch_finding(
+    result: Mapping[str, Any], thresholds: CheckThresholds
+) -> dict[str, Any] | None:
+    """``value_mismatch``: served values that differ from offline at the same event time."""
+    if result["compared"] < thresholds.min_compared:
+        return None
+    severity = level(result["mismatch_rate"], thresholds.mismatch_warn, thresholds.mismatch_fail)
+    if not severity:
+        return None
+    return new_finding(
+        "value_mismatch",
+        result["feature"],
+        severity,
+        f"{pct(result['mismatch_rate'])} of {result['compared']} served values differ "
+        "from the offline value at the same event time",
+        {
+            "mismatches": result["mismatches"],
+            "compared": result["compared"],
+            "magnitude": result.get("mismatch_magnitude"),
+            "examples": result.get("mismatch_examples", []),
+        },
+    )
+
+
+def _default_finding(
+    result: Mapping[str, Any], thresholds: CheckThresholds, held_by_view: int
+) -> dict[str, Any] | None:
+    """``silent_default`` of a feature: a default served where offline has a real value (the
+    rows its view's NOT_FOUND finding holds left out)."""
+    offline_rows = result.get("offline_rows", 0)
+    if offline_rows < thresholds.min_compared:
+        return None
+    own = result["silent_defaults"] - held_by_view
+    rate = own / offline_rows if offline_rows else None
+    severity = level(rate, thresholds.silent_default_warn, thresholds.silent_default_fail)
+    if not severity:
+        return None
+    fills = result.get("fill_values") or []
+    seen = ", ".join(repr(v) for v in fills) if fills else "null / NOT_FOUND"
+    return new_finding(
+        "silent_default",
+        result["feature"],
+        severity,
+        f"{pct(rate)} of rows served a default ({seen}) where offline has a real value",
+        {
+            "fill_values": fills,
+            "silent_defaults": own,
+            "offline_rows": offline_rows,
+            "online_null_rate": result["online_null_rate"],
+        },
+    )
 
 
 def _drift_rows(result: Mapping[str, Any]) -> int:
@@ -337,107 +363,123 @@ def view_findings(
     view: Mapping[str, Any], features: Sequence[Mapping[str, Any]], thresholds: CheckThresholds
 ) -> list[dict[str, Any]]:
     """View-level findings: stale, expired, NOT_FOUND defaults, schema change, freshness."""
-    name = view["feature_view"]
     names = sorted(f["feature"] for f in features)
-    rows = view.get("samples", 0)
     out = []
-    if rows >= thresholds.min_compared and not view.get("on_demand"):
-        severity = level(view.get("stale_rate"), thresholds.stale_warn, thresholds.stale_fail)
-        if severity:
-            lag = view.get("stale_lag_seconds") or {}
-            out.append(
-                new_finding(
-                    "stale_serving",
-                    name,
-                    severity,
-                    f"{pct(view['stale_rate'])} of {rows} rows served an older row than offline "
-                    "had "
-                    f"at request time; lag p50 {format_duration(lag.get('p50'))}, p95 "
-                    f"{format_duration(lag.get('p95'))}",
-                    {
-                        "lag_seconds": lag,
-                        "stale_rows": view["stale_rows"],
-                        "rows": rows,
-                        "expired_rows": view.get("expired_rows", 0),
-                        "features": names,
-                    },
-                    view=True,
-                )
-            )
-        # rows served past ttl that are also stale are that finding's; the rest are their own
-        severity = level(
-            view.get("expired_not_stale_rate"), thresholds.expired_warn, thresholds.expired_fail
-        )
-        if severity:
-            age = view.get("expired_age_seconds") or {}
-            out.append(
-                new_finding(
-                    "expired_serving",
-                    name,
-                    severity,
-                    f"{pct(view['expired_not_stale_rate'])} of {rows} rows were served past the "
-                    "view's ttl "
-                    f"({format_duration(view.get('ttl_seconds'))}); age p50 "
-                    f"{format_duration(age.get('p50'))}, p95 {format_duration(age.get('p95'))}",
-                    {
-                        "age_seconds": age,
-                        "expired_rows": view["expired_rows"],
-                        "rows": rows,
-                        "ttl_seconds": view.get("ttl_seconds"),
-                        "features": names,
-                    },
-                    view=True,
-                )
-            )
-        severity = level(
-            view.get("not_found_default_rate"),
-            thresholds.silent_default_warn,
-            thresholds.silent_default_fail,
-        )
-        if severity:
-            out.append(
-                new_finding(
-                    "silent_default",
-                    name,
-                    severity,
-                    f"{pct(view['not_found_default_rate'])} of {rows} rows were NOT_FOUND online "
-                    "for "
-                    "every feature of the view while offline had the row",
-                    {
-                        "not_found_rows": view["not_found_with_offline"],
-                        "rows": rows,
-                        "features": names,
-                    },
-                    view=True,
-                )
-            )
-    changed = [f["feature"] for f in features if f["schema"].get("changed_since_serving")]
-    if changed:
-        out.append(
-            new_finding(
-                "schema_divergence",
-                name,
-                "fail",
-                f"the registry's schema of {name} changed since these rows were served: "
-                f"{', '.join(changed)}",
-                {
-                    "features": changed,
-                    "declared_now": {
-                        f["feature"]: f["schema"]["declared"]
-                        for f in features
-                        if f["feature"] in changed
-                    },
-                    "declared_at_serving": {
-                        f["feature"]: f["schema"]["declared_at_serving"]
-                        for f in features
-                        if f["feature"] in changed
-                    },
-                },
-                view=True,
-            )
-        )
+    if view.get("samples", 0) >= thresholds.min_compared and not view.get("on_demand"):
+        for make in (_stale_finding, _expired_finding, _not_found_finding):
+            finding = make(view, names, thresholds)
+            if finding is not None:
+                out.append(finding)
+    finding = _schema_change_finding(view["feature_view"], features)
+    if finding is not None:
+        out.append(finding)
     out.extend(freshness_findings(view))
     return out
+
+
+def _stale_finding(
+    view: Mapping[str, Any], names: list[str], thresholds: CheckThresholds
+) -> dict[str, Any] | None:
+    """``stale_serving``: rows served older than the row offline had at request time."""
+    severity = level(view.get("stale_rate"), thresholds.stale_warn, thresholds.stale_fail)
+    if not severity:
+        return None
+    lag = view.get("stale_lag_seconds") or {}
+    rows = view.get("samples", 0)
+    return new_finding(
+        "stale_serving",
+        view["feature_view"],
+        severity,
+        f"{pct(view['stale_rate'])} of {rows} rows served an older row than offline had "
+        f"at request time; lag p50 {format_duration(lag.get('p50'))}, p95 "
+        f"{format_duration(lag.get('p95'))}",
+        {
+            "lag_seconds": lag,
+            "stale_rows": view["stale_rows"],
+            "rows": rows,
+            "expired_rows": view.get("expired_rows", 0),
+            "features": names,
+        },
+        view=True,
+    )
+
+
+def _expired_finding(
+    view: Mapping[str, Any], names: list[str], thresholds: CheckThresholds
+) -> dict[str, Any] | None:
+    """``expired_serving``: rows served past the view's ttl (those also stale are the stale
+    finding's; the rest are their own)."""
+    severity = level(
+        view.get("expired_not_stale_rate"), thresholds.expired_warn, thresholds.expired_fail
+    )
+    if not severity:
+        return None
+    age = view.get("expired_age_seconds") or {}
+    rows = view.get("samples", 0)
+    return new_finding(
+        "expired_serving",
+        view["feature_view"],
+        severity,
+        f"{pct(view['expired_not_stale_rate'])} of {rows} rows were served past the view's ttl "
+        f"({format_duration(view.get('ttl_seconds'))}); age p50 "
+        f"{format_duration(age.get('p50'))}, p95 {format_duration(age.get('p95'))}",
+        {
+            "age_seconds": age,
+            "expired_rows": view["expired_rows"],
+            "rows": rows,
+            "ttl_seconds": view.get("ttl_seconds"),
+            "features": names,
+        },
+        view=True,
+    )
+
+
+def _not_found_finding(
+    view: Mapping[str, Any], names: list[str], thresholds: CheckThresholds
+) -> dict[str, Any] | None:
+    """``silent_default`` of a view: whole rows NOT_FOUND online while offline had them."""
+    severity = level(
+        view.get("not_found_default_rate"),
+        thresholds.silent_default_warn,
+        thresholds.silent_default_fail,
+    )
+    if not severity:
+        return None
+    rows = view.get("samples", 0)
+    return new_finding(
+        "silent_default",
+        view["feature_view"],
+        severity,
+        f"{pct(view['not_found_default_rate'])} of {rows} rows were NOT_FOUND online for "
+        "every feature of the view while offline had the row",
+        {"not_found_rows": view["not_found_with_offline"], "rows": rows, "features": names},
+        view=True,
+    )
+
+
+def _schema_change_finding(
+    name: str, features: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    """``schema_divergence`` of a view: its registry schema changed since the rows were
+    served."""
+    changed = [f for f in features if f["schema"].get("changed_since_serving")]
+    if not changed:
+        return None
+    return new_finding(
+        "schema_divergence",
+        name,
+        "fail",
+        f"the registry's schema of {name} changed since these rows were served: "
+        f"{', '.join(f['feature'] for f in changed)}",
+        {
+            "features": [f["feature"] for f in changed],
+            "declared_now": {f["feature"]: f["schema"]["declared"] for f in changed},
+            "declared_at_serving": {
+                f["feature"]: f["schema"]["declared_at_serving"] for f in changed
+            },
+        },
+        view=True,
+    )
 
 
 def freshness_findings(view: Mapping[str, Any]) -> list[dict[str, Any]]:
