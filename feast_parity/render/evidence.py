@@ -65,93 +65,147 @@ def _magnitude(evidence: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+Facts = list[tuple[str, str]]
+Table = tuple[list[str], list[list[str]]] | None
+
+
+def _compared_rows(kind: str, evidence: Mapping[str, Any]) -> tuple[Facts, Table]:
+    """A mismatch or an on-demand output's divergence: differing rows and examples."""
+    facts = [("differing rows", _share(evidence.get("mismatches"), evidence["compared"]))]
+    facts += _magnitude(evidence)
+    if kind == "transformation_divergence":
+        facts.append(("diverging rows with served inputs", count(evidence.get("inputs_known"))))
+        facts.append(("of those, inputs equal offline", count(evidence.get("inputs_agreed"))))
+    return facts, _examples(evidence)
+
+
+def _shadowed_request(evidence: Mapping[str, Any]) -> tuple[Facts, Table]:
+    """A request field that shadows a stored input of an on-demand view."""
+    facts = [
+        ("cause", _text(evidence.get("cause"))),
+        ("request field", _text(evidence.get("request_field"))),
+        ("shadowed input", _text(evidence.get("shadowed_feature"))),
+        (
+            "request value differs from the stored one",
+            _share(evidence.get("request_differs"), evidence.get("rows")),
+        ),
+    ]
+    rates = evidence.get("moved_rates")
+    if isinstance(rates, Mapping):
+        facts.append(("outputs moved", ", ".join(f"{k} ({pct(v)})" for k, v in rates.items())))
+    rows = [e for e in evidence.get("examples") or [] if isinstance(e, Mapping)]
+    if not rows:
+        return facts, None
+    columns = ("entity", "request_time", "request_value", "stored_value")
+    headers = ["entity", "request time", "request value", "stored value"]
+    return facts, (headers, [[_text(e.get(c)) for c in columns] for e in rows])
+
+
+def _code_drift(evidence: Mapping[str, Any]) -> Facts:
+    facts = [
+        ("cause", _text(evidence.get("cause"))),
+        ("registry fingerprint", _text(evidence.get("registry_udf_fingerprint"))),
+        ("training fingerprint", _text(evidence.get("training_udf_fingerprint"))),
+    ]
+    served = evidence.get("serving_udf_fingerprints")
+    if served:
+        facts.append(("served fingerprint(s)", ", ".join(str(s) for s in served)))
+    writers = evidence.get("stale_writers")
+    if writers:
+        facts.append(("processes on old code", ", ".join(str(w) for w in writers)))
+        facts.append(("since", _text(evidence.get("since"))))
+    return facts
+
+
+def _staleness(kind: str, evidence: Mapping[str, Any]) -> Facts:
+    if kind == "stale_serving":
+        return [
+            ("stale rows", _share(evidence.get("stale_rows"), evidence.get("rows"))),
+            ("staleness p50 / p95 / p99", _lags(evidence.get("lag_seconds"))),
+        ]
+    return [
+        ("expired rows", _share(evidence.get("expired_rows"), evidence.get("rows"))),
+        ("age p50 / p95 / p99", _lags(evidence.get("age_seconds"))),
+        ("ttl", duration(evidence.get("ttl_seconds"))),
+    ]
+
+
+def _defaults(evidence: Mapping[str, Any]) -> Facts:
+    if "fill_values" not in evidence:  # the view's whole rows NOT_FOUND
+        return [
+            ("whole rows NOT_FOUND", _share(evidence.get("not_found_rows"), evidence.get("rows")))
+        ]
+    fills = evidence.get("fill_values") or []
+    return [
+        ("fill value(s)", ", ".join(_text(v) for v in fills) or "none (nulls)"),
+        (
+            "replaced real values",
+            _share(evidence.get("silent_defaults"), evidence.get("offline_rows")),
+        ),
+        ("served null", pct(evidence.get("online_null_rate"))),
+    ]
+
+
+def _schema(evidence: Mapping[str, Any]) -> Facts:
+    if "request_field" in evidence:
+        return [
+            ("request field", _text(evidence.get("request_field"))),
+            ("declared", _text(evidence.get("declared"))),
+            ("logged values of another type", count(evidence.get("unfit"))),
+        ]
+    if "declared" not in evidence:
+        return []
+    sides = ("declared", "online", "offline", "declared_at_serving")
+    return [(side.replace("_", " "), _text(evidence.get(side))) for side in sides]
+
+
+def _drift(evidence: Mapping[str, Any]) -> Facts:
+    facts = [
+        ("reference", _text(evidence.get("reference"))),
+        ("PSI", fixed(evidence.get("psi"))),
+        ("no-drift PSI (95th percentile)", fixed(evidence.get("psi_critical"))),
+    ]
+    if evidence.get("ks_statistic") is not None:
+        ks = f"{fixed(evidence.get('ks_statistic'))} / {_text(evidence.get('ks_pvalue'))}"
+        facts.append(("KS D / p", ks))
+    return facts
+
+
+def _freshness(evidence: Mapping[str, Any]) -> Facts:
+    facts = []
+    for key, value in evidence.items():
+        if key == "over_ratio":
+            facts.append(("worst lag / SLO", f"{fixed(value, 2)}x"))
+        elif not isinstance(value, (dict, list)):
+            facts.append((key.replace("_", " "), duration(value)))
+    return facts
+
+
+def _kind_facts(kind: str, evidence: Mapping[str, Any]) -> tuple[Facts, Table]:
+    """What a finding of ``kind`` shows, by the evidence its check wrote."""
+    if kind in ("value_mismatch", "transformation_divergence") and "compared" in evidence:
+        return _compared_rows(kind, evidence)
+    if kind == "transformation_divergence" and "request_field" in evidence:
+        return _shadowed_request(evidence)
+    plain = {
+        "transformation_divergence": _code_drift,
+        "stale_serving": lambda e: _staleness("stale_serving", e),
+        "expired_serving": lambda e: _staleness("expired_serving", e),
+        "silent_default": _defaults,
+        "schema_divergence": _schema,
+        "distribution_drift": _drift,
+        "freshness_slo": _freshness,
+    }.get(kind)
+    return (plain(evidence) if plain else []), None
+
+
 def evidence_block(finding: Mapping[str, Any]) -> dict[str, Any]:
     """``{"facts": [(label, value)], "table": (headers, rows) or None}`` of one finding."""
     kind = str(finding.get("kind", ""))
     evidence = finding.get("evidence")
     evidence = evidence if isinstance(evidence, Mapping) else {}
-    facts: list[tuple[str, str]] = []
-    table = None
-    if kind in ("value_mismatch", "transformation_divergence") and "compared" in evidence:
-        facts.append(("differing rows", _share(evidence.get("mismatches"), evidence["compared"])))
-        facts += _magnitude(evidence)
-        if kind == "transformation_divergence":
-            facts.append(("diverging rows with served inputs", count(evidence.get("inputs_known"))))
-            facts.append(("of those, inputs equal offline", count(evidence.get("inputs_agreed"))))
-        table = _examples(evidence)
-    elif kind == "transformation_divergence" and "request_field" in evidence:
-        facts.append(("cause", _text(evidence.get("cause"))))
-        facts.append(("request field", _text(evidence.get("request_field"))))
-        facts.append(("shadowed input", _text(evidence.get("shadowed_feature"))))
-        facts.append(
-            (
-                "request value differs from the stored one",
-                _share(evidence.get("request_differs"), evidence.get("rows")),
-            )
-        )
-        rates = evidence.get("moved_rates")
-        if isinstance(rates, Mapping):
-            facts.append(("outputs moved", ", ".join(f"{k} ({pct(v)})" for k, v in rates.items())))
-        rows = [e for e in evidence.get("examples") or [] if isinstance(e, Mapping)]
-        if rows:
-            columns = ("entity", "request_time", "request_value", "stored_value")
-            table = (
-                ["entity", "request time", "request value", "stored value"],
-                [[_text(e.get(c)) for c in columns] for e in rows],
-            )
-    elif kind == "transformation_divergence":
-        facts.append(("cause", _text(evidence.get("cause"))))
-        facts.append(("registry fingerprint", _text(evidence.get("registry_udf_fingerprint"))))
-        facts.append(("training fingerprint", _text(evidence.get("training_udf_fingerprint"))))
-        served = evidence.get("serving_udf_fingerprints")
-        if served:
-            facts.append(("served fingerprint(s)", ", ".join(str(s) for s in served)))
-        writers = evidence.get("stale_writers")
-        if writers:
-            facts.append(("processes on old code", ", ".join(str(w) for w in writers)))
-            facts.append(("since", _text(evidence.get("since"))))
-    elif kind == "stale_serving":
-        facts.append(("stale rows", _share(evidence.get("stale_rows"), evidence.get("rows"))))
-        facts.append(("staleness p50 / p95 / p99", _lags(evidence.get("lag_seconds"))))
-    elif kind == "expired_serving":
-        facts.append(("expired rows", _share(evidence.get("expired_rows"), evidence.get("rows"))))
-        facts.append(("age p50 / p95 / p99", _lags(evidence.get("age_seconds"))))
-        facts.append(("ttl", duration(evidence.get("ttl_seconds"))))
-    elif kind == "silent_default" and "fill_values" in evidence:
-        fills = evidence.get("fill_values") or []
-        facts.append(("fill value(s)", ", ".join(_text(v) for v in fills) or "none (nulls)"))
-        replaced = _share(evidence.get("silent_defaults"), evidence.get("offline_rows"))
-        facts.append(("replaced real values", replaced))
-        facts.append(("served null", pct(evidence.get("online_null_rate"))))
-    elif kind == "silent_default":
-        facts.append(
-            ("whole rows NOT_FOUND", _share(evidence.get("not_found_rows"), evidence.get("rows")))
-        )
-    elif kind == "schema_divergence" and "request_field" in evidence:
-        facts.append(("request field", _text(evidence.get("request_field"))))
-        facts.append(("declared", _text(evidence.get("declared"))))
-        facts.append(("logged values of another type", count(evidence.get("unfit"))))
-    elif kind == "schema_divergence" and "declared" in evidence:
-        for side in ("declared", "online", "offline", "declared_at_serving"):
-            facts.append((side.replace("_", " "), _text(evidence.get(side))))
-    elif kind == "distribution_drift":
-        facts.append(("reference", _text(evidence.get("reference"))))
-        facts.append(("PSI", fixed(evidence.get("psi"))))
-        facts.append(("no-drift PSI (95th percentile)", fixed(evidence.get("psi_critical"))))
-        if evidence.get("ks_statistic") is not None:
-            facts.append(
-                (
-                    "KS D / p",
-                    f"{fixed(evidence.get('ks_statistic'))} / {_text(evidence.get('ks_pvalue'))}",
-                )
-            )
-    elif kind == "freshness_slo":
-        for key, value in evidence.items():
-            if key == "over_ratio":
-                facts.append(("worst lag / SLO", f"{fixed(value, 2)}x"))
-            elif not isinstance(value, (dict, list)):
-                facts.append((key.replace("_", " "), duration(value)))
-    if not facts and table is None:
+    facts, table = _kind_facts(kind, evidence)
+    if not facts and table is None:  # a kind this module does not know is never hidden
         facts = [
             (key.replace("_", " "), _text(value))
             for key, value in evidence.items()
