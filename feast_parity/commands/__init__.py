@@ -10,6 +10,7 @@ from feast_parity.commands.alerts import alerts
 from feast_parity.commands.check import check
 from feast_parity.commands.export import export
 from feast_parity.commands.freshness import freshness
+from feast_parity.commands.gate import gate
 from feast_parity.commands.lineage import lineage
 
-COMMANDS = [check, freshness, lineage, alerts, export]
+COMMANDS = [check, gate, freshness, lineage, alerts, export]

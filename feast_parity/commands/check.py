@@ -11,6 +11,17 @@ import click
 from feast_parity.commands.options import json_option, repo_option
 
 
+def describe_model(scope: dict[str, Any]) -> str:
+    """One line: the model and the features it was trained on."""
+    from feast_parity.render.text import printable
+
+    service = scope.get("feature_service")
+    source = f"feature service {service}" if service else scope.get("resolved_by") or "-"
+    return printable(
+        f"model {scope.get('model')}: {len(scope['features'])} feature(s) from {source}"
+    )
+
+
 def _history(store: Any, project: str) -> list[dict[str, Any]]:
     """Stored runs of the project, for the trend charts of the HTML report."""
     from feast_parity.plugin.session import open_engine
@@ -55,6 +66,12 @@ def _alerts(history: list[dict[str, Any]], config: Any) -> list[dict[str, Any]]:
     help="Where the check runs (default: parity.engine, else local); spark needs "
     "feast-parity[spark], Java and the Spark offline store.",
 )
+@click.option(
+    "--model",
+    metavar="URI",
+    help="Check only the features this MLflow model was trained on (models:/NAME/VERSION, "
+    "runs:/RUN_ID/PATH), resolved through Feast's mlflow: block.",
+)
 @click.option("--chunk-rows", type=int, default=50_000, hidden=True)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def check(
@@ -66,6 +83,7 @@ def check(
     engine: str | None,
     chunk_rows: int,
     no_progress: bool,
+    model: str | None,
 ) -> int:
     """Compare sampled served rows with point-in-time offline values; exit 1 on a fail."""
     from feast_parity.commands.options import write_json
@@ -74,9 +92,13 @@ def check(
     from feast_parity.render import render_html, render_text
 
     progress = None if no_progress or not sys.stderr.isatty() else progress_bar()
-    job = open_check(repo, since, until, engine=engine, chunk_rows=chunk_rows, progress=progress)
+    job = open_check(
+        repo, since, until, engine=engine, chunk_rows=chunk_rows, progress=progress, model=model
+    )
     report = job.run()
     to_stdout = json_out == "-"
+    if model is not None and "scope" in report:
+        click.echo(describe_model(report["scope"]), err=to_stdout)
     click.echo(render_text(report), err=to_stdout)
     write_json(json_out, report)
     if json_out and not to_stdout:

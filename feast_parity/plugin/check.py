@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from feast_parity.parity.chunk import ComparisonSettings
 from feast_parity.parity.report import build_report
 from feast_parity.parity.window import Window, WindowError
+from feast_parity.plugin.check_scope import CheckScope
 from feast_parity.plugin.check_state import CheckContext, CheckEngine
 from feast_parity.plugin.cohort_labels import CohortLabeler, validate_dimensions
 from feast_parity.plugin.errors import CheckError
@@ -51,8 +52,11 @@ class ParityCheck:
         now: datetime | None = None,
         loaded: tuple[Any, Any] | None = None,
         engine: str | None = None,
+        features: Sequence[str] | None = None,
+        scope: dict[str, Any] | None = None,
     ) -> None:
-        """``engine``: ``local`` or ``spark`` (default: the repo's ``parity.engine``)."""
+        """``engine``: ``local`` or ``spark`` (default: the repo's ``parity.engine``);
+        ``features``: check only these refs (``scope``: what named them, e.g. a model)."""
         self.repo = Path(repo)
         # (FeatureStore, ParityConfig) when the caller has loaded them (open_check)
         self.store, self.config = loaded or load_store(self.repo)
@@ -67,6 +71,8 @@ class ParityCheck:
         self.db, self.sample_log = open_sample_log(self.store, self.config)
         self.catalog = ViewCatalog(self.store.registry, self.store.project)
         self.notes: list[str] = []
+        # only these features (check --model), else every feature of the window
+        self.scope = CheckScope.of(features, self.catalog, scope)
         self.redacted = set(self.config.redact)
         key = self.config.redaction_key()
         self.reader = OfflineReader(
@@ -104,6 +110,7 @@ class ParityCheck:
             trained_udf=self._trained_udf,
             notes=self.notes,
         )
+        self.context.scope = self.scope
         self.engine = _engine(engine, self.context)
 
     def _training_profiles(self) -> dict[str, tuple[Any, str]]:
@@ -159,6 +166,8 @@ class ParityCheck:
         thresholds = self.config.thresholds
         features = []
         for ref, comparison in sorted(ctx.features.items()):
+            if self.scope is not None and not self.scope.keeps_feature(ref):
+                continue  # read for an on-demand view of the scope, not checked itself
             view_name, name = ref.split(":", 1)
             info = self.catalog.get(view_name)
             result = comparison.result(
@@ -183,6 +192,8 @@ class ParityCheck:
             features.append(result)
         views = []
         for view_name, view in sorted(ctx.views.items()):
+            if self.scope is not None and not self.scope.keeps_view(view_name):
+                continue
             info = self.catalog.get(view_name)
             row = {"feature_view": view_name, "on_demand": view.on_demand, **view.result()}
             if info is not None and not info.on_demand:
@@ -236,6 +247,8 @@ class ParityCheck:
             cohorts=self.config.cohorts if self.labeler is not None else None,
             skipped={"rows": ctx.skipped.total, "reasons": dict(ctx.skipped.counts)},
         )
+        if self.scope is not None:
+            self.scope.finish(report)
         if store_results:
             try:
                 store_run(self.db, report)
@@ -287,11 +300,23 @@ def run_check(
     now: datetime | None = None,
     store_results: bool = True,
     engine: str | None = None,
+    features: Sequence[str] | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Run the parity check on a repo's sample log window; return the report (schema 1).
-    ``engine`` (``local`` or ``spark``) overrides the repo's ``parity.engine``."""
+    ``engine`` (``local`` or ``spark``) overrides the repo's ``parity.engine``; ``features``
+    (refs ``view:feature``) or ``model`` (an MLflow model URI, its features resolved through
+    Feast's ``mlflow:`` block) checks only those features."""
     check = open_check(
-        repo, since, until, chunk_rows=chunk_rows, progress=progress, now=now, engine=engine
+        repo,
+        since,
+        until,
+        chunk_rows=chunk_rows,
+        progress=progress,
+        now=now,
+        engine=engine,
+        features=features,
+        model=model,
     )
     return check.run(store_results=store_results)
 
@@ -302,12 +327,20 @@ def open_check(
     until: str | datetime | None = None,
     *,
     engine: str | None = None,
+    model: str | None = None,
     **options: Any,
 ) -> ParityCheck:
-    """The check of a repo on its engine: ``engine``, else the repo's ``parity.engine``."""
+    """The check of a repo on its engine: ``engine``, else the repo's ``parity.engine``.
+    ``model``: check only the features that MLflow model was trained on."""
     if engine not in (None, "local", "spark"):
         raise CheckError(f"--engine: unknown engine {engine!r}; use local or spark")
     loaded = load_store(Path(repo))  # once: it says the engine, and the check reuses it
+    if model is not None:
+        from feast_parity.plugin.mlflow_models import model_features
+
+        resolved = model_features(loaded[0], model)
+        options["features"] = resolved.features
+        options["scope"] = resolved.scope()
     return ParityCheck(repo, since, until, loaded=loaded, engine=engine, **options)
 
 

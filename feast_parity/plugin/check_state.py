@@ -55,6 +55,7 @@ class CheckContext:
         self.labeler = labeler  # plugin/cohort_labels.CohortLabeler, or None
         self.trained_udf = trained_udf  # on-demand view -> fingerprint trained on
         self.notes = notes
+        self.scope: Any = None  # plugin/check_scope.CheckScope: only some features, or None
         # filled by the engine
         self.features: dict[str, FeatureComparison] = {}
         self.views: dict[str, ViewComparison] = {}
@@ -66,6 +67,11 @@ class CheckContext:
         self.skipped = Skipped()
         self.samples = 0
         self.timings = {"read_seconds": 0.0, "offline_seconds": 0.0, "compare_seconds": 0.0}
+
+    def reads(self, view_name: str) -> bool:
+        """Whether the engine reads this view's samples: every view, unless the check has a
+        scope (then its views and those its on-demand views are computed from)."""
+        return self.scope is None or self.scope.reads(view_name, self.catalog)
 
     def note_once(self, note: str) -> None:
         if note not in self.notes:

@@ -123,6 +123,11 @@ def _record(
         from feast_parity.plugin.openlineage_events import emit_training_retrieval
 
         emit_training_retrieval(provider.repo_config, project, dataset_id, len(frame), features)
+        from feast_parity.plugin.mlflow_runs import log_training_dataset
+
+        log_training_dataset(
+            provider.repo_config, dataset_id, project, len(frame), (start, end), features
+        )
     return dataset_id
 
 
@@ -403,6 +408,30 @@ def gate_reasons(
     return reasons
 
 
+def gate_records(
+    store: Any,
+    features: Any,
+    *,
+    check_freshness: bool = True,
+    require_clean_parity: bool = True,
+    now: datetime | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """The lineage records of ``features``, each with ``gate: {passed, reasons}``, and the
+    refused refs with their reasons (the gate's verdict, without raising or logging)."""
+    store = _open_store(store)
+    records = lineage(store, features, now=now)
+    runs = load_runs(_engine(store), store.project)
+    offenders = {}
+    for record in records:
+        reasons = gate_reasons(
+            record, runs, check_freshness=check_freshness, require_parity=require_clean_parity
+        )
+        record["gate"] = {"passed": not reasons, "reasons": reasons}
+        if reasons:
+            offenders[record["feature"]] = reasons
+    return records, offenders
+
+
 def training_gate(
     store: Any,
     features: Any,
@@ -420,16 +449,16 @@ def training_gate(
     if on_fail not in ("raise", "warn"):
         raise LineageError(f"on_fail must be 'raise' or 'warn', got {on_fail!r}")
     store = _open_store(store)
-    records = lineage(store, features, now=now)
-    runs = load_runs(_engine(store), store.project)
-    offenders = {}
-    for record in records:
-        reasons = gate_reasons(
-            record, runs, check_freshness=check_freshness, require_parity=require_clean_parity
-        )
-        record["gate"] = {"passed": not reasons, "reasons": reasons}
-        if reasons:
-            offenders[record["feature"]] = reasons
+    records, offenders = gate_records(
+        store,
+        features,
+        check_freshness=check_freshness,
+        require_clean_parity=require_clean_parity,
+        now=now,
+    )
+    from feast_parity.plugin.mlflow_runs import log_gate
+
+    log_gate(store.config, records)  # on the active MLflow run, when Feast's block is on
     if offenders:
         error = TrainingGateError(offenders)
         if on_fail == "raise":

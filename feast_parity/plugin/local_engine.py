@@ -51,6 +51,7 @@ class LocalEngine:
             views = self.context.sample_log.views(self.context.since, self.context.until)
         except Exception as exc:
             raise CheckError(f"cannot read the sample log: {describe_error(exc)}") from None
+        views = {name: count for name, count in views.items() if ctx.reads(name)}
         total = sum(views.values())
         done = 0
         self._plan_inputs(views)

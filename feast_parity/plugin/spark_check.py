@@ -132,6 +132,8 @@ class SparkEngine:
         done = 0
         total = sum(ctx.sample_log.views(ctx.since, ctx.until).values()) if ctx.progress else 0
         for view_name in sorted(files):
+            if not ctx.reads(view_name):
+                continue
             info = ctx.catalog.get(view_name)
             if info is not None and info.on_demand:
                 ctx.note_once(

@@ -43,10 +43,11 @@ from feast_parity import demo
 
 repo, setup = Path(sys.argv[1]), json.loads(sys.argv[2])
 demo.make_demo_repo(repo, users=60, videos=20, days=2, **setup["demo"])
-if setup.get("openlineage"):
-    config = yaml.safe_load((repo / "feature_store.yaml").read_text())
-    config["openlineage"] = setup["openlineage"]
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+for block in ("openlineage", "mlflow"):  # Feast's own blocks of feature_store.yaml
+    if setup.get(block):
+        config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+        config[block] = setup[block]
+        (repo / "feature_store.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 if setup.get("postgres_sources"):
     demo.load_sources_to_postgres(repo, setup["postgres_sources"])
 demo.feast_apply(repo)
@@ -173,6 +174,55 @@ def test_the_openlineage_extra_lets_feast_apply_and_the_check_emit_events(
     ]
     jobs = {(event["job"]["name"], event["eventType"]) for event in events}
     assert ("video_recs.parity_check", "COMPLETE") in jobs, sorted(jobs)
+
+
+TRAIN_AND_REGISTER = """
+import sys
+from datetime import datetime, timezone
+
+import mlflow
+import pandas as pd
+from feast import FeatureStore
+
+store = FeatureStore(repo_path=sys.argv[1])
+service = store.get_feature_service("ranking_model_v1")
+labels = pd.DataFrame(
+    {"user_id": [1001, 1002], "video_id": [50001, 50002],
+     "event_timestamp": datetime.now(timezone.utc)}
+)
+
+
+class Ranker(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input):
+        return model_input
+
+
+with store.mlflow.start_run(run_name="ranker") as run:
+    store.get_historical_features(entity_df=labels, features=service).to_df()
+    mlflow.pyfunc.log_model(name="model", python_model=Ranker())
+store.mlflow.register_model(f"runs:/{run.info.run_id}/model", "ranker")
+"""
+
+
+def test_the_mlflow_extra_checks_and_gates_a_model_by_its_features(tmp_path: Path) -> None:
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    setup = {"demo": {}, "mlflow": {"enabled": True, "tracking_uri": tracking}}
+    documented_path("mlflow", setup, tmp_path)
+    bin_dir = tmp_path / "venv-mlflow" / "bin"
+    repo = tmp_path / "repo"
+    trained = run_in(
+        bin_dir, [str(bin_dir / "python"), "-c", TRAIN_AND_REGISTER, str(repo)], tmp_path
+    )
+    assert trained.returncode == 0, trained.stderr[-4000:]
+    out = tmp_path / "model.json"
+    feast_parity = str(bin_dir / "feast-parity")
+    model = ["--repo", str(repo), "--model", "models:/ranker/1"]
+    checked = run_in(bin_dir, [feast_parity, "check", *model, "--json", str(out)], tmp_path)
+    assert checked.returncode in (0, 1), checked.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["scope"]["feature_service"] == "ranking_model_v1"
+    gated = run_in(bin_dir, [feast_parity, "gate", *model], tmp_path)
+    assert gated.returncode in (0, 1) and "ranking_model_v1" in gated.stdout, gated.stderr
 
 
 @pytest.mark.spark
