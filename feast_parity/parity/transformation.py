@@ -328,6 +328,37 @@ class TransformationParity:
 
     def result(self) -> dict[str, Any]:
         """The ``transformation`` block of the view's report row."""
+        serving, stale_writers = self._serving()
+        drifted_since = [
+            str(s["first_seen"])
+            for s in serving
+            if s["matches_registry"] is False and s["first_seen"]
+        ]
+        return {
+            "registry_udf_fingerprint": self.registry_fingerprint,
+            "training_udf_fingerprint": self.training_fingerprint,
+            "rows": self.rows,
+            "recomputed": self.recomputed,
+            "udf_errors": self.udf_errors,
+            "first_error": self.first_error,
+            "inputs_known": self.inputs_known,
+            "inputs_agreed": self.inputs_agree,
+            "serving": serving,
+            "code_drift": bool(stale_writers),
+            "stale_writers": sorted(stale_writers),
+            "stale_since": min(drifted_since) if drifted_since else None,
+            "training_drift": bool(
+                self.training_fingerprint is not None
+                and any(s["matches_training"] is False for s in serving)
+            ),
+            "features": self._features(),
+            "moved_by_inputs": self._moved(),
+            "shadowed_request_fields": self._shadowed(),
+        }
+
+    def _serving(self) -> tuple[list[dict[str, Any]], set[str]]:
+        """Per fingerprint served (most rows first): its rows, processes, first and last time,
+        whether it is the registry's and training's code; and the processes on old code."""
         current = self.registry_fingerprint
         serving: list[dict[str, Any]] = []
         stale_writers: set[str] = set()
@@ -350,6 +381,11 @@ class TransformationParity:
                     "diverged": dict(sorted(tally.diverged.items())),
                 }
             )
+        return serving, stale_writers
+
+    def _features(self) -> dict[str, dict[str, int]]:
+        """Per output: rows that diverged, those with known inputs, those on registry code."""
+        current = self.registry_fingerprint
         features = {}
         for name in sorted(self.diverged):
             on_current = sum(
@@ -366,48 +402,28 @@ class TransformationParity:
                 "code_differs": known,
                 "diverged_on_registry_code": on_current,
             }
-        drifted_since = [
-            str(s["first_seen"])
-            for s in serving
-            if s["matches_registry"] is False and s["first_seen"]
+        return features
+
+    def _shadowed(self) -> list[dict[str, Any]]:
+        """Per request field that shadows a stored input: how often the two differ, and the
+        outputs it moved."""
+        return [
+            {
+                "field": name,
+                "feature": tally.feature,
+                "rows": tally.rows,
+                "request_differs": tally.differs,
+                "request_differs_share": _share(tally.differs, tally.rows),
+                "fed_apart": tally.fed_apart,
+                "moved_outputs": {
+                    output: count
+                    for (output, kind, source), count in sorted(self.causes.items())
+                    if kind == SHADOWED and source == name
+                },
+                "examples": [example for _, example in tally.examples],
+            }
+            for name, tally in sorted(self.shadows.items())
         ]
-        return {
-            "registry_udf_fingerprint": current,
-            "training_udf_fingerprint": self.training_fingerprint,
-            "rows": self.rows,
-            "recomputed": self.recomputed,
-            "udf_errors": self.udf_errors,
-            "first_error": self.first_error,
-            "inputs_known": self.inputs_known,
-            "inputs_agreed": self.inputs_agree,
-            "serving": serving,
-            "code_drift": bool(stale_writers),
-            "stale_writers": sorted(stale_writers),
-            "stale_since": min(drifted_since) if drifted_since else None,
-            "training_drift": bool(
-                self.training_fingerprint is not None
-                and any(s["matches_training"] is False for s in serving)
-            ),
-            "features": features,
-            "moved_by_inputs": self._moved(),
-            "shadowed_request_fields": [
-                {
-                    "field": name,
-                    "feature": tally.feature,
-                    "rows": tally.rows,
-                    "request_differs": tally.differs,
-                    "request_differs_share": _share(tally.differs, tally.rows),
-                    "fed_apart": tally.fed_apart,
-                    "moved_outputs": {
-                        output: count
-                        for (output, kind, source), count in sorted(self.causes.items())
-                        if kind == SHADOWED and source == name
-                    },
-                    "examples": [example for _, example in tally.examples],
-                }
-                for name, tally in sorted(self.shadows.items())
-            ],
-        }
 
     def _moved(self) -> dict[str, Any]:
         """Per output: rows compared with training's computation, rows the inputs moved, and

@@ -277,7 +277,7 @@ def _freshness(view: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _lag_series(view: Mapping[str, Any]) -> dict[str, Any] | None:
     series = view.get("served_lag_series")
     buckets = series.get("buckets") if isinstance(series, Mapping) else None
-    if not buckets or len(buckets) < 2:
+    if not isinstance(series, Mapping) or not buckets or len(buckets) < 2:
         return None
     slo = number(view.get("slo_seconds"))
     rules = [(slo, "SLO")] if slo else []
@@ -417,20 +417,20 @@ def _trends(
                 for key, severity in zip(keys, ("warn", "fail"))
                 if (limit := _threshold(thresholds, report, key)) is not None
             ]
-            alert = alert_of.get((name, field))
+            open_alert = alert_of.get((name, field))
             charts.append(
                 {
                     "label": label,
                     "chart": trend_chart(points, fmt, rules=rules, width=260, height=80),
                     "alert": None
-                    if alert is None
+                    if open_alert is None
                     else {
-                        "css": _status(alert.get("severity"))["css"],
-                        "text": f"alert {alert.get('state')} ({alert.get('severity')}) since "
-                        f"{alert.get('opened_at')}"
+                        "css": _status(open_alert.get("severity"))["css"],
+                        "text": f"alert {open_alert.get('state')} "
+                        f"({open_alert.get('severity')}) since {open_alert.get('opened_at')}"
                         + (
-                            f", resolved {alert.get('resolved_at')}"
-                            if alert.get("state") == "resolved"
+                            f", resolved {open_alert.get('resolved_at')}"
+                            if open_alert.get("state") == "resolved"
                             else ""
                         ),
                     },
