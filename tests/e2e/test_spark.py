@@ -238,7 +238,7 @@ def test_a_spark_failure_mid_run_is_one_error_and_stores_nothing(spark_repo: Pat
     before = len(load_runs(open_engine(store, config), store.project))
 
     def lose_the_cluster(done: int, total: int) -> None:
-        check.spark.stop()
+        check.engine.spark.stop()
 
     check = open_check(spark_repo, engine="spark", progress=lose_the_cluster)
     with pytest.raises(CheckError, match="Spark job failed on feature view video_stats"):
