@@ -10,9 +10,10 @@
   a run never registered is read the same way Feast reads a training run: its
   ``feast.feature_service`` tag.
 
-A model whose run has no feature service but a ``feast_features.json`` (``store.mlflow.log_model``
-after a retrieval of feature refs matching no service) is checked on the refs of that file. A
-model with neither was logged without Feast metadata: :class:`ModelError`, one line, exit 2.
+When no feature service is named, or the one named holds more than the run's
+``feast_features.json`` (Feast's auto-log tags the smallest service that holds the refs training
+read), the model is checked on the refs of that file: what it was trained on. A model with
+neither was logged without Feast metadata: :class:`ModelError`, one line, exit 2.
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ def _service_refs(store: Any, name: str) -> list[str]:
     return [f"{p.name}:{f.name}" for p in service.feature_view_projections for f in p.features]
 
 
+def _service_names(store: Any, name: str) -> set[str]:
+    """The refs of a feature service as training names them (a projection's alias, as in
+    ``feast_features.json``)."""
+    try:
+        service = store.get_feature_service(name)
+    except Exception:
+        return set()
+    return {
+        f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features
+    }
+
+
 def _logged_refs(client: Any, run_id: str | None) -> list[str] | None:
     """The refs of the run's ``feast_features.json``, or None when it has none."""
     if not run_id:
@@ -135,11 +148,17 @@ def _from_registry(store: Any, client: Any, uri: str, name: str, version: str) -
     try:
         service = client.resolve_features(canonical)
     except FeastMlflowModelResolutionError as exc:
-        if "Could not determine feature service" not in str(exc):
+        # no service named, or the one named is not what the model was trained on (Feast's
+        # auto-log tags the smallest service holding the refs read): the run's
+        # feast_features.json says exactly what it was trained on
+        unnamed = "Could not determine feature service" in str(exc)
+        if not unnamed and "Feature mismatch" not in str(exc):
             raise ModelError(f"model {uri!r}: {_short(exc)}") from None
         refs = _logged_refs(client, model_version.run_id)
         if refs is None:
-            raise _no_metadata(uri) from None
+            if unnamed:
+                raise _no_metadata(uri) from None
+            raise ModelError(f"model {uri!r}: {_short(exc)}") from None
         return ModelFeatures(uri, refs, run_id=model_version.run_id, resolved_by=FEATURES_ARTIFACT)
     return ModelFeatures(
         uri,
@@ -166,6 +185,9 @@ def _from_run(store: Any, client: Any, uri: str, run_id: str) -> ModelFeatures:
         found.notes.append(f"resolved as models:/{version.name}/{version.version}")
         return found
     service = run.data.tags.get("feast.feature_service")
+    logged = _logged_refs(client, run_id)
+    if service and logged is not None and set(logged) != _service_names(store, service):
+        service = None  # the tagged service holds more than the model was trained on
     if service:
         return ModelFeatures(
             uri,
@@ -174,10 +196,9 @@ def _from_run(store: Any, client: Any, uri: str, run_id: str) -> ModelFeatures:
             run_id=run_id,
             resolved_by="run tag feast.feature_service",
         )
-    refs = _logged_refs(client, run_id)
-    if refs is None:
+    if logged is None:
         raise _no_metadata(uri)
-    return ModelFeatures(uri, refs, run_id=run_id, resolved_by=FEATURES_ARTIFACT)
+    return ModelFeatures(uri, logged, run_id=run_id, resolved_by=FEATURES_ARTIFACT)
 
 
 def model_features(store: Any, uri: str) -> ModelFeatures:

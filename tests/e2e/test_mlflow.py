@@ -244,6 +244,30 @@ def trained_model(repo, tracking, name="ranker"):
     return run.info.run_id
 
 
+def model_on_refs(repo, name="on_refs"):
+    """A model trained on TRAIN_REFS, refs that no service holds exactly: Feast's auto-log tags
+    the run with the smallest service holding them (ranker_features, one feature more), while
+    its feast_features.json lists what the model was trained on."""
+    from sklearn.linear_model import LogisticRegression
+
+    store = FeatureStore(repo_path=str(repo))
+    rows = pd.DataFrame(
+        {"user_id": [u for u, _ in PAIRS], "event_timestamp": datetime.now(timezone.utc)}
+    )
+    with store.mlflow.start_run(run_name=name) as run:
+        frame = store.get_historical_features(entity_df=rows, features=TRAIN_REFS).to_df()
+        x = frame[["click_through_rate"]].fillna(0.0)
+        model = LogisticRegression().fit(
+            x, x["click_through_rate"] > x["click_through_rate"].median()
+        )
+        store.mlflow.log_model(model, "model")
+    assert MlflowClient().get_run(run.info.run_id).data.tags["feast.feature_service"] == (
+        "ranker_features"
+    )
+    store.mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    return run.info.run_id
+
+
 def plain_model(name="plain"):
     """A model logged and registered with MLflow alone: no Feast metadata."""
     from sklearn.linear_model import LogisticRegression
@@ -311,6 +335,27 @@ def test_check_model_checks_exactly_the_features_the_model_was_trained_on(
         assert f"model {uri}: 3 feature(s) from feature service ranker_features" in (
             capsys.readouterr().out
         )
+    # trained on refs: checked on exactly those, not on the larger service Feast tagged
+    refs_run = model_on_refs(model_repo)
+    for uri in ("models:/on_refs/1", f"runs:/{refs_run}/model"):
+        out = tmp_path / "refs.json"
+        code = cli(
+            [
+                "check",
+                "--repo",
+                str(model_repo),
+                "--model",
+                uri,
+                "--until",
+                until,
+                "--json",
+                str(out),
+            ]
+        )
+        assert code == 0, capsys.readouterr().err
+        report = json.loads(out.read_text())
+        assert sorted(f["feature"] for f in report["features"]) == TRAIN_REFS
+        assert report["scope"]["resolved_by"] == "feast_features.json"
 
 
 def test_gate_model_answers_whether_the_model_may_be_promoted(model_repo, tracking, capsys):
