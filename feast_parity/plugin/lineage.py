@@ -444,7 +444,9 @@ def training_gate(
     """Refuse to train on features with an open fail finding, over their freshness SLO, or whose
     definition changed since their last clean parity run. Returns the lineage records.
 
-    ``on_fail="warn"`` issues a ``UserWarning`` instead of raising ``TrainingGateError``.
+    ``on_fail="warn"`` issues a ``UserWarning`` instead of raising ``TrainingGateError``. With
+    Feast's ``mlflow:`` block on and an MLflow run active, the verdict, its reasons and the
+    parity run consulted are logged on that run first (:mod:`feast_parity.plugin.mlflow_runs`).
     """
     if on_fail not in ("raise", "warn"):
         raise LineageError(f"on_fail must be 'raise' or 'warn', got {on_fail!r}")
