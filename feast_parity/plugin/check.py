@@ -164,6 +164,36 @@ class ParityCheck:
         ctx = self.context
         started = time.perf_counter()
         thresholds = self.config.thresholds
+        features = self._feature_rows()
+        views = self._view_rows()
+        self._window_notes()
+        ctx.timings["results_seconds"] = time.perf_counter() - started
+        report = build_report(
+            window=(self.since, self.until),
+            samples=ctx.samples,
+            features=features,
+            views=views,
+            deleted_views=ctx.deleted_views,
+            thresholds=thresholds,
+            notes=self.notes,
+            project=self.store.project,
+            timings=ctx.timings,
+            cohorts=self.config.cohorts if self.labeler is not None else None,
+            skipped={"rows": ctx.skipped.total, "reasons": dict(ctx.skipped.counts)},
+        )
+        if self.scope is not None:
+            self.scope.finish(report)
+        if store_results:
+            try:
+                store_run(self.db, report)
+            except Exception as exc:
+                raise CheckError(f"cannot store the run: {describe_error(exc)}") from None
+        return report
+
+    def _feature_rows(self) -> list[dict[str, Any]]:
+        """Each compared feature's result, with what the registry says of it now."""
+        ctx = self.context
+        thresholds = self.config.thresholds
         features = []
         for ref, comparison in sorted(ctx.features.items()):
             if self.scope is not None and not self.scope.keeps_feature(ref):
@@ -190,6 +220,12 @@ class ParityCheck:
                 )
             result["definition_fingerprint"] = definition_fingerprint(info.view) if info else None
             features.append(result)
+        return features
+
+    def _view_rows(self) -> list[dict[str, Any]]:
+        """Each view's result with its freshness (batch, stream) or transformation (on-demand),
+        noting what could not be compared."""
+        ctx = self.context
         views = []
         for view_name, view in sorted(ctx.views.items()):
             if self.scope is not None and not self.scope.keeps_view(view_name):
@@ -232,29 +268,7 @@ class ParityCheck:
                     "within ttl at their event time (pushed or written online only): not compared"
                 )
             views.append(row)
-        self._window_notes()
-        ctx.timings["results_seconds"] = time.perf_counter() - started
-        report = build_report(
-            window=(self.since, self.until),
-            samples=ctx.samples,
-            features=features,
-            views=views,
-            deleted_views=ctx.deleted_views,
-            thresholds=thresholds,
-            notes=self.notes,
-            project=self.store.project,
-            timings=ctx.timings,
-            cohorts=self.config.cohorts if self.labeler is not None else None,
-            skipped={"rows": ctx.skipped.total, "reasons": dict(ctx.skipped.counts)},
-        )
-        if self.scope is not None:
-            self.scope.finish(report)
-        if store_results:
-            try:
-                store_run(self.db, report)
-            except Exception as exc:
-                raise CheckError(f"cannot store the run: {describe_error(exc)}") from None
-        return report
+        return views
 
     def _window_notes(self) -> None:
         ctx = self.context
