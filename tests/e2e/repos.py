@@ -34,6 +34,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from tests import services
+
 # ----------------------------------------------------------------------------------------------
 # Shared helpers
 # ----------------------------------------------------------------------------------------------
@@ -53,11 +55,12 @@ def _project_name(prefix: str, project: str | None) -> str:
     return f"{prefix}_{os.getpid()}_{int(datetime.now().timestamp() * 1e6) % 10**10}"
 
 
-def _online_config(online: str, redis_url: str) -> dict[str, Any]:
+def _online_config(online: str, redis_url: str | None) -> dict[str, Any]:
     if online == "sqlite":
         return {"type": "sqlite", "path": "data/online.db"}
     if online == "redis":
-        return {"type": "redis", "connection_string": redis_url}
+        # default: the run's Redis (CI's on :6379, else an embedded one: tests/services.py)
+        return {"type": "redis", "connection_string": redis_url or services.redis_address()[0]}
     raise ValueError(f"unknown online store {online!r} (sqlite or redis)")
 
 
@@ -97,7 +100,7 @@ def write_feature_store_yaml(
     offline: str,
     online: str,
     pg_url: str | None,
-    redis_url: str,
+    redis_url: str | None,
     provider: str,
     parity: dict[str, Any] | None,
 ) -> Path:
@@ -384,7 +387,7 @@ def write_every_type_repo(
     offline: str = "file",
     online: str = "sqlite",
     pg_url: str | None = None,
-    redis_url: str = "127.0.0.1:6379",
+    redis_url: str | None = None,
     provider: str = "local",
     parity: dict[str, Any] | None = None,
     project: str | None = None,
@@ -1123,7 +1126,7 @@ def write_object_kinds_repo(
     offline: str = "file",
     online: str = "sqlite",
     pg_url: str | None = None,
-    redis_url: str = "127.0.0.1:6379",
+    redis_url: str | None = None,
     provider: str = "local",
     parity: dict[str, Any] | None = None,
     project: str | None = None,

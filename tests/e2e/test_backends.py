@@ -23,13 +23,13 @@ Schema divergence rewrites every ``video_stats`` row at its newest event time, w
 the staleness, so it has a repo of its own. Every configuration runs the clean repo and the
 combined faults; the schema divergence runs on ``redis_online`` and ``pg_offline``.
 
-A service that is down fails the test with a message (``.ci/run`` starts both), never skips it.
+PostgreSQL and Redis are CI's (``.ci/run`` starts both) or embedded ones started for the run
+(tests/services.py); a service that does not answer fails the test with a message, never skips it.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +45,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from feast_parity import demo
 from feast_parity.plugin.check import run_check
+from tests import services
 from tests.faults import (
     BATCH_REFS,
     fails,
@@ -55,24 +56,25 @@ from tests.faults import (
 )
 from tests.faults import serve_refs as _serve_refs
 
-REDIS = os.environ.get("FEAST_PARITY_TEST_REDIS", "127.0.0.1:6379")
-REDIS_HOST, REDIS_PORT = REDIS.rsplit(":", 1)[0], int(REDIS.rsplit(":", 1)[1])
 BACKENDS = ("pg_store", "redis_online", "pg_online", "pg_offline")
 USERS, VIDEOS, DAYS = 300, 100, 5
 
 
+def redis_address() -> str:
+    """``host:port`` of the run's Redis (CI's on :6379, else an embedded one)."""
+    return services.redis_address()[0]
+
+
 def redis_client() -> Any:
-    """A client of the local Redis, or a test failure that says how to start it."""
+    """A client of the run's Redis, or a test failure that says it does not answer."""
     import redis
 
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=3)
+    host, _, port = redis_address().rpartition(":")
+    client = redis.Redis(host=host, port=int(port), socket_connect_timeout=3)
     try:
         client.ping()
     except Exception as exc:
-        pytest.fail(
-            f"Redis at {REDIS_HOST}:{REDIS_PORT} is not reachable ({exc}); "
-            "start it with .ci/run or redis-server"
-        )
+        pytest.fail(f"Redis at {host}:{port} is not reachable ({exc})")
     return client
 
 
@@ -93,7 +95,7 @@ class Backend:
         elif self.name == "redis_online":
             config["online_store"] = {
                 "type": "redis",
-                "connection_string": f"{REDIS_HOST}:{REDIS_PORT}",
+                "connection_string": redis_address(),
             }
         elif self.name == "pg_online":
             config["online_store"] = demo.postgres_store_config(self.pg_url)

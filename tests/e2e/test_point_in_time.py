@@ -293,14 +293,12 @@ def _pit_repo(factory: Any, offline: str, pg_url: str | None = None) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pg_repo(tmp_path_factory) -> Any:
-    from tests.conftest import POSTGRES_URL
-
+def pg_repo(tmp_path_factory, postgres_admin) -> Any:
     name = f"parity_pit_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(POSTGRES_URL)
+    admin = sa.create_engine(postgres_admin)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    url = postgres_admin.rsplit("/", 1)[0] + "/" + name
     repo = _repo(tmp_path_factory.mktemp("pit_pg"), "postgres", url)
     yield repo, url
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -32,6 +32,7 @@ from feast_parity.plugin import metrics
 from feast_parity.store.alerts import store_alerts
 from feast_parity.store.engine import open_store
 from feast_parity.store.runs import load_runs, store_run
+from tests import services
 from tests.faults import now_hour
 from tests.stored_runs import PROJECT, WATCH, report
 
@@ -316,9 +317,15 @@ def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
 # --- a real Prometheus ---------------------------------------------------------------------------
 
 EXAMPLES = DASHBOARD.parent
-PROMETHEUS_BIN = "/usr/bin/prometheus"
-PROMTOOL_BIN = "/usr/bin/promtool"
-NODE_EXPORTER_BIN = "/usr/bin/prometheus-node-exporter"
+# Debian's paths first (.ci/run installs prometheus and prometheus-node-exporter), then PATH
+PROMETHEUS_BIN = ("prometheus", "/usr/bin/prometheus", "prometheus")
+PROMTOOL_BIN = ("promtool", "/usr/bin/promtool", "promtool")
+NODE_EXPORTER_BIN = (
+    "prometheus-node-exporter",
+    "/usr/bin/prometheus-node-exporter",
+    "prometheus-node-exporter",
+    "node_exporter",
+)
 DASHBOARD_VARIABLES = {"$project": ".+", "$feature_view": ".+", "$feature": ".+", "$job": ".+"}
 
 
@@ -354,9 +361,11 @@ def _wait_for(what: str, ready: Any, timeout: float = 60.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
-def _binary(path: str) -> str:
-    assert Path(path).exists(), f"{path} is missing: .ci/run installs Debian's prometheus packages"
-    return path
+def _binary(which: tuple[str, ...]) -> str:
+    """The program's path; where it is missing the test is skipped (failed under
+    FEAST_PARITY_TEST_STRICT=1, as in .ci/run) and the run's last line says how to install it."""
+    name, *candidates = which
+    return services.program(name, *candidates, install=services.INSTALL["prometheus"])
 
 
 def test_promtool_checks_and_unit_tests_the_shipped_alert_rules() -> None:

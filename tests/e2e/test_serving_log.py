@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -72,7 +71,6 @@ KIND_OF = {
     "Int64": "int64_val",
     "String": "string_val",
 }
-REDIS = os.environ.get("FEAST_PARITY_TEST_REDIS", "127.0.0.1:6379")
 
 
 # --- the shared repo ---------------------------------------------------------------------------
@@ -663,15 +661,15 @@ def test_disabled_block_samples_nothing(open_store: OpenStore, tmp_path: Path) -
 
 
 @pytest.fixture
-def redis_connection() -> str:
+def redis_connection(redis_url: str) -> str:
     import redis
 
-    host, _, port = REDIS.partition(":")
+    host, _, port = redis_url.rpartition(":")
     try:
-        redis.Redis(host=host, port=int(port or 6379), socket_connect_timeout=2).ping()
-    except Exception as exc:  # pragma: no cover - CI runs Redis next to PostgreSQL
-        pytest.fail(f"Redis at {REDIS} is not reachable (SQLite has no async reads): {exc}")
-    return REDIS
+        redis.Redis(host=host, port=int(port), socket_connect_timeout=2).ping()
+    except Exception as exc:  # pragma: no cover - found or started by tests/services.py
+        pytest.fail(f"Redis at {redis_url} is not reachable (SQLite has no async reads): {exc}")
+    return redis_url
 
 
 def test_async_reads_are_sampled(

