@@ -15,6 +15,7 @@ import pytest
 
 from feast_parity import demo
 from tests import services
+from tests.applied import applied_demo_repo
 from tests.faults import now_hour
 
 # Spark's Python workers run this interpreter (the venv's, with pyarrow and feast-parity), not
@@ -83,8 +84,9 @@ def java() -> str:
 
 
 @pytest.fixture
-def build_repo(tmp_path: Path) -> Callable[..., Path]:
-    """Factory: build_repo(sample_rate=..., users=..., materialize_end=...) -> applied repo."""
+def build_repo(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Factory: build_repo(sample_rate=..., users=..., materialize_end=...) -> a repo of its own,
+    applied (a copy of one applied once per process: tests/applied.py) and materialized."""
 
     counter = {"n": 0}
 
@@ -98,9 +100,22 @@ def build_repo(tmp_path: Path) -> Callable[..., Path]:
         **config: Any,
     ) -> Path:
         counter["n"] += 1
-        repo = tmp_path / f"repo{counter['n']}"
-        demo.make_demo_repo(repo, users=users, videos=videos, days=days, end=now_hour(), **config)
-        demo.feast_apply(repo)
+        if "online_store" in config or "postgres" in str(config.get("offline_store", "")):
+            # infrastructure outside the repo (tables, keys): applied in place, never copied
+            repo = tmp_path / f"repo{counter['n']}"
+            demo.make_demo_repo(
+                repo, users=users, videos=videos, days=days, end=now_hour(), **config
+            )
+            demo.feast_apply(repo)
+        else:  # the real `feast apply`, run once per process for each definition set
+            repo = applied_demo_repo(
+                tmp_path_factory.getbasetemp(),
+                users=users,
+                videos=videos,
+                days=days,
+                end=now_hour(),
+                **config,
+            )
         if materialize:
             demo.materialize(repo, end=materialize_end, days=days + 1)
         return repo

@@ -1,0 +1,67 @@
+"""Demo repos applied once per test process: ``feast apply`` (a Feast CLI process, ~10 s of CPU)
+runs once for each distinct definition set, and each test gets a copy of the applied repo.
+
+The copy is what ``feast apply`` would have left in the test's own directory: the generated
+data (fixed seed, same end hour), the definitions, ``feature_store.yaml`` and the applied
+registry and online tables. The registry and the pickled on-demand functions hold the repo's
+absolute path (Feast stores the sources' file URIs; dill the definitions file's name), so every
+repo of this module lives under one directory at paths of one length (``t0000001`` for the
+applied original, ``r0000042`` for a copy): the copy's files are the original's with that path
+replaced byte for byte, which keeps every length prefix of protobuf and pickle valid.
+Materialization is never copied: each test materializes its copy itself, at its own time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from feast_parity import demo
+
+_ROOT: list[Path] = []
+_ORIGINALS: dict[str, Path] = {}
+_NUMBERS = itertools.count(1)
+# files of an applied repo that hold its absolute path (checked after each apply)
+_WITH_PATHS = ("data/registry.db",)
+
+
+def _root(base: Path) -> Path:
+    if not _ROOT:
+        root = base / "applied"
+        root.mkdir(parents=True, exist_ok=True)
+        _ROOT.append(root)
+    return _ROOT[0]
+
+
+def _key(users: int, videos: int, days: int, end: datetime, config: dict[str, Any]) -> str:
+    return json.dumps([users, videos, days, end.isoformat(), config], sort_keys=True, default=str)
+
+
+def applied_demo_repo(
+    base: Path, *, users: int, videos: int, days: int, end: datetime, **config: Any
+) -> Path:
+    """A new directory under ``base`` holding the demo repo made with these arguments and
+    applied with the real ``feast apply`` (not materialized)."""
+    root = _root(base)
+    key = _key(users, videos, days, end, config)
+    original = _ORIGINALS.get(key)
+    if original is None:
+        original = root / f"t{next(_NUMBERS):07d}"
+        demo.make_demo_repo(original, users=users, videos=videos, days=days, end=end, **config)
+        demo.feast_apply(original)
+        _ORIGINALS[key] = original
+    copy = root / f"r{next(_NUMBERS):07d}"
+    assert len(str(copy)) == len(str(original))
+    shutil.copytree(original, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    old, new = str(original).encode(), str(copy).encode()
+    for name in _WITH_PATHS:
+        path = copy / name
+        path.write_bytes(path.read_bytes().replace(old, new))
+    for path in copy.rglob("*"):  # nothing else may point back at the original
+        if path.is_file():
+            assert old not in path.read_bytes(), f"{path} names {original}"
+    return copy
