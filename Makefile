@@ -17,11 +17,17 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m feast_parity.demo_story
 
+# Test workers (pytest-xdist, one per core by default; JOBS=0: one process). An e2e file's tests
+# stay on one worker (--dist loadgroup, tests/conftest.py), so its module fixtures are built once.
+# What each lane runs, how long it takes, what it needs: docs/testing.md
+JOBS ?= auto
+PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
+
 test: install
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-unit: install
-	$(PY) -m pytest -q -m "not e2e"
+	$(PYTEST) -m "not e2e"
 
 # Each extra alone in a fresh venv (uv), running the path the docs give for it: apply, serve, check
 test-extras: install

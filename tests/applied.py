@@ -9,6 +9,11 @@ repo of this module lives under one directory at paths of one length (``t0000001
 applied original, ``r0000042`` for a copy): the copy's files are the original's with that path
 replaced byte for byte, which keeps every length prefix of protobuf and pickle valid.
 Materialization is never copied: each test materializes its copy itself, at its own time.
+
+The ``parity:`` block (sample rate, seed, store, extra keys) is not part of what ``feast apply``
+writes: copies that differ only there share one apply, and each copy gets its own
+``feature_store.yaml``, whose block is validated as the apply would have (ParityProvider's
+constructor reads it).
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from typing import Any
 
 from feast_parity import demo
 
+# demo.write_config's arguments that only fill the parity: block
+PARITY_ONLY = ("sample_rate", "seed", "store_url", "parity_extra")
+PLUGIN = "feast_parity.ParityProvider"
 _ROOT: list[Path] = []
 _ORIGINALS: dict[str, Path] = {}
 _NUMBERS = itertools.count(1)
@@ -38,7 +46,8 @@ def _root(base: Path) -> Path:
 
 
 def _key(users: int, videos: int, days: int, end: datetime, config: dict[str, Any]) -> str:
-    return json.dumps([users, videos, days, end.isoformat(), config], sort_keys=True, default=str)
+    applied = {k: v for k, v in config.items() if k not in PARITY_ONLY}
+    return json.dumps([users, videos, days, end.isoformat(), applied], sort_keys=True, default=str)
 
 
 def applied_demo_repo(
@@ -64,4 +73,19 @@ def applied_demo_repo(
     for path in copy.rglob("*"):  # nothing else may point back at the original
         if path.is_file():
             assert old not in path.read_bytes(), f"{path} names {original}"
+    demo.write_config(copy, **{k: v for k, v in config.items() if k != "features"})
+    if config.get("provider", PLUGIN) == PLUGIN:
+        _validate_parity_block(copy)
     return copy
+
+
+def _validate_parity_block(repo: Path) -> None:
+    """Fail as ``feast apply`` would on a bad ``parity:`` block (ParityProvider reads it)."""
+    from feast.repo_config import load_repo_config
+
+    from feast_parity.plugin.config import ParityConfig
+
+    try:
+        ParityConfig.from_repo_config(load_repo_config(repo, repo / "feature_store.yaml"))
+    except Exception as exc:
+        raise RuntimeError(f"feast apply failed:\n{exc}") from exc

@@ -16,7 +16,6 @@ import pytest
 from feast_parity import demo
 from tests import services
 from tests.applied import applied_demo_repo
-from tests.faults import now_hour
 
 # Spark's Python workers run this interpreter (the venv's, with pyarrow and feast-parity), not
 # whatever python3 is first on PATH: set before any Spark session starts (tests/e2e/test_spark.py)
@@ -99,6 +98,8 @@ def build_repo(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Call
         days: int = 5,
         **config: Any,
     ) -> Path:
+        from tests.faults import now_hour  # imports Feast: not at conftest import (unit lane)
+
         counter["n"] += 1
         if "online_store" in config or "postgres" in str(config.get("offline_store", "")):
             # infrastructure outside the repo (tables, keys): applied in place, never copied
@@ -144,11 +145,18 @@ def postgres_url(postgres_admin: str) -> Iterator[str]:
     engine.dispose()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests under tests/e2e are ``e2e``; everything else (tests/unit, doctests) is ``unit``."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under tests/e2e are ``e2e``; everything else (tests/unit, doctests) is ``unit``.
+
+    Under ``--dist loadgroup`` (make test) an e2e file's tests share one xdist group, so they
+    run on one worker and its module fixtures (repos, servers, a Spark session) are built once;
+    unit tests have none and are handed out one by one."""
+    grouped = config.pluginmanager.hasplugin("xdist")
     for item in items:
         path = str(item.path)
         if f"{os.sep}tests{os.sep}e2e{os.sep}" in path:
             item.add_marker(pytest.mark.e2e)
+            if grouped:
+                item.add_marker(pytest.mark.xdist_group(item.path.name))
         else:
             item.add_marker(pytest.mark.unit)
