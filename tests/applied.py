@@ -1,13 +1,13 @@
-"""Demo repos applied once per test process: ``feast apply`` (a Feast CLI process, ~10 s of CPU)
-runs once for each distinct definition set, and each test gets a copy of the applied repo.
+"""Repos applied once per test process: an apply (a Feast process: ~10 s of CPU, most of it
+importing Feast) runs once for each distinct repo, and each test gets a copy of the applied repo.
 
-The copy is what ``feast apply`` would have left in the test's own directory: the generated
-data (fixed seed, same end hour), the definitions, ``feature_store.yaml`` and the applied
-registry and online tables. The registry and the pickled on-demand functions hold the repo's
-absolute path (Feast stores the sources' file URIs; dill the definitions file's name), so every
-repo of this module lives under one directory at paths of one length (``t0000001`` for the
-applied original, ``r0000042`` for a copy): the copy's files are the original's with that path
-replaced byte for byte, which keeps every length prefix of protobuf and pickle valid.
+The copy is what the apply would have left in the test's own directory: the generated data
+(fixed seeds, same end hour), the definitions, ``feature_store.yaml`` and the applied registry
+and online tables. The registry and the pickled on-demand functions hold the repo's absolute
+path (Feast stores the sources' file URIs; dill the definitions file's name), so every repo of
+this module lives under one directory at paths of one length (``t0000001`` for the applied
+original, ``r0000042`` for a copy): the copy's files are the original's with that path replaced
+byte for byte, which keeps every length prefix of protobuf, pickle and SQLite records valid.
 Materialization is never copied: each test materializes its copy itself, at its own time.
 
 The ``parity:`` block (sample rate, seed, store, extra keys) is not part of what ``feast apply``
@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,6 @@ PLUGIN = "feast_parity.ParityProvider"
 _ROOT: list[Path] = []
 _ORIGINALS: dict[str, Path] = {}
 _NUMBERS = itertools.count(1)
-# files of an applied repo that hold its absolute path (checked after each apply)
-_WITH_PATHS = ("data/registry.db",)
 
 
 def _root(base: Path) -> Path:
@@ -55,27 +54,36 @@ def applied_demo_repo(
 ) -> Path:
     """A new directory under ``base`` holding the demo repo made with these arguments and
     applied with the real ``feast apply`` (not materialized)."""
+
+    def make(path: Path) -> None:
+        demo.make_demo_repo(path, users=users, videos=videos, days=days, end=end, **config)
+        demo.feast_apply(path)
+
+    copy = applied_copy(base, "demo:" + _key(users, videos, days, end, config), make)
+    demo.write_config(copy, **{k: v for k, v in config.items() if k != "features"})
+    if config.get("provider", PLUGIN) == PLUGIN:
+        _validate_parity_block(copy)
+    return copy
+
+
+def applied_copy(base: Path, key: str, make: Callable[[Path], None]) -> Path:
+    """A new directory under ``base`` holding a copy of the repo that ``make(path)`` writes
+    and applies at ``path``; ``make`` runs once per process for each ``key``."""
     root = _root(base)
-    key = _key(users, videos, days, end, config)
     original = _ORIGINALS.get(key)
     if original is None:
         original = root / f"t{next(_NUMBERS):07d}"
-        demo.make_demo_repo(original, users=users, videos=videos, days=days, end=end, **config)
-        demo.feast_apply(original)
+        make(original)
         _ORIGINALS[key] = original
     copy = root / f"r{next(_NUMBERS):07d}"
     assert len(str(copy)) == len(str(original))
     shutil.copytree(original, copy, ignore=shutil.ignore_patterns("__pycache__"))
     old, new = str(original).encode(), str(copy).encode()
-    for name in _WITH_PATHS:
-        path = copy / name
-        path.write_bytes(path.read_bytes().replace(old, new))
-    for path in copy.rglob("*"):  # nothing else may point back at the original
+    for path in copy.rglob("*"):
         if path.is_file():
-            assert old not in path.read_bytes(), f"{path} names {original}"
-    demo.write_config(copy, **{k: v for k, v in config.items() if k != "features"})
-    if config.get("provider", PLUGIN) == PLUGIN:
-        _validate_parity_block(copy)
+            data = path.read_bytes()
+            if old in data:
+                path.write_bytes(data.replace(old, new))
     return copy
 
 

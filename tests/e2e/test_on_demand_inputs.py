@@ -39,6 +39,7 @@ import feast_parity
 from feast_parity.cli import main as cli
 from feast_parity.plugin.check import run_check
 from feast_parity.plugin.collect import writer_id
+from tests.applied import applied_copy
 
 APPLICANTS = list(range(1, 41))
 RISK_V1 = "inputs['debt'] * 2.0 + inputs['score']"
@@ -149,11 +150,16 @@ def apply(repo: Path) -> None:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    path = write_repo(tmp_path / "repo")
-    write_source(path, end)
-    apply(path)
+
+    def make(path: Path) -> None:
+        write_repo(path)
+        write_source(path, end)
+        apply(path)
+
+    # applied once per process, each test a copy of its own (tests/applied.py)
+    path = applied_copy(tmp_path_factory.getbasetemp(), f"on_demand_inputs:{end}", make)
     FeatureStore(repo_path=str(path)).materialize(
         end - timedelta(days=2), end + timedelta(seconds=1)
     )

@@ -33,6 +33,7 @@ from feast import FeatureStore
 from feast_parity.cli import main as cli
 from feast_parity.plugin.check import run_check
 from feast_parity.plugin.collect import writer_id
+from tests.applied import applied_copy
 
 USERS = list(range(1, 13))
 RATIO_V1 = "a / (s + 1.0)"
@@ -201,12 +202,17 @@ def serve(store: FeatureStore, services: list[str], seeds: range) -> int:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # an hour before the last full hour: room for rows newer than the materialization
     end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    path = write_repo(tmp_path / "repo")
-    write_stats(path, end)
-    apply(path)
+
+    def make(path: Path) -> None:
+        write_repo(path)
+        write_stats(path, end)
+        apply(path)
+
+    # applied once per process, each test a copy of its own (tests/applied.py)
+    path = applied_copy(tmp_path_factory.getbasetemp(), f"transformation:{end}", make)
     store = FeatureStore(repo_path=str(path))
     store.materialize(end - timedelta(days=2), end + timedelta(seconds=1))
     return path
