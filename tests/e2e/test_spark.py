@@ -76,7 +76,7 @@ def spark_repo(tmp_path_factory: pytest.TempPathFactory, java: str) -> Path:
                 "spark.sql.shuffle.partitions": "4",
                 # CPU, not semantics: for short jobs on small data, the JVM's C1 compiler alone,
                 # one GC thread and interpreted (not code-generated) stages halve the CPU the
-                # module takes (docs/testing.md); same plans, same results
+                # module takes (docs/testing.md); the same queries, the same results
                 "spark.driver.extraJavaOptions": (
                     "-XX:TieredStopAtLevel=1 -XX:CICompilerCount=1 -XX:+UseSerialGC"
                 ),
