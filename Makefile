@@ -21,7 +21,7 @@ demo: install
 # stay on one worker (--dist loadgroup, tests/conftest.py), so its module fixtures are built once.
 # What each lane runs, how long it takes, what it needs: docs/testing.md
 JOBS ?= auto
-PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist loadgroup
+PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist loadgroup --no-loadscope-reorder
 
 test: install
 	$(PYTEST)
