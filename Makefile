@@ -18,10 +18,10 @@ demo: install
 	$(PY) -m feast_parity.demo_story
 
 # Test workers (pytest-xdist, one per core by default; JOBS=0: one process). An e2e file's tests
-# stay on one worker (--dist loadgroup, tests/conftest.py), so its module fixtures are built once.
+# stay on one worker (--dist loadscope, tests/conftest.py), so its module fixtures are built once.
 # What each lane runs, how long it takes, what it needs: docs/testing.md
 JOBS ?= auto
-PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist loadgroup --no-loadscope-reorder
+PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist loadscope --no-loadscope-reorder
 
 test: install
 	$(PYTEST)

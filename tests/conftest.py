@@ -145,24 +145,30 @@ def postgres_url(postgres_admin: str) -> Iterator[str]:
     engine.dispose()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests under tests/e2e are ``e2e``; everything else (tests/unit, doctests) is ``unit``.
-
-    Under ``--dist loadgroup`` (make test) an e2e file's tests share one xdist group, so they
-    run on one worker and its module fixtures (repos, servers, a Spark session) are built once;
-    unit tests have none and are handed out one by one."""
-    grouped = config.pluginmanager.hasplugin("xdist")
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/e2e are ``e2e``; everything else (tests/unit, doctests) is ``unit``."""
     for item in items:
-        path = str(item.path)
-        if f"{os.sep}tests{os.sep}e2e{os.sep}" in path:
-            item.add_marker(pytest.mark.e2e)
-            if grouped:
-                item.add_marker(pytest.mark.xdist_group(item.path.name))
-        else:
-            item.add_marker(pytest.mark.unit)
+        item.add_marker(pytest.mark.e2e if is_e2e(item) else pytest.mark.unit)
     # The longest file first, then the other e2e files, then the unit tests, which fill the
-    # workers' gaps at the end (make test hands groups out in this order: --no-loadscope-reorder)
+    # workers' gaps at the end (make test hands them out in this order: --no-loadscope-reorder)
     items.sort(key=lambda item: 0 if item.path.name in FIRST else 1 if is_e2e(item) else 2)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` (make test): each e2e file is one unit of work, so its tests run on
+    one worker and its module fixtures (a served repo, the Spark session, an S3 server) are
+    built once; each unit test and doctest is a unit of its own. (xdist's ``loadgroup`` cannot
+    do this under pytest 9: it renames node ids, which pytest 9 no longer lets it do.)"""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class E2EFileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path.startswith("tests/e2e/") else nodeid
+
+    return E2EFileScheduling(config, log)
 
 
 FIRST = ("test_spark.py",)  # about a third of the e2e lane's CPU, on one worker
